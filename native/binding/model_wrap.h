@@ -1,0 +1,44 @@
+// model_wrap.h — the JS class `Model`: a ko::Model over a JS-owned Float32Array of parameters, the
+// optimizer moments (also JS-owned), the attached token shards, and async training/eval steps.
+#pragma once
+#include <napi.h>
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "model.h"
+
+namespace kob {
+
+ko::ModelConfig parseModelConfig(const Napi::Env& env, const Napi::Value& v);
+
+class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit ModelWrap(const Napi::CallbackInfo& info);
+
+ private:
+  friend class TrainStepWorker;
+  friend class EvalWorker;
+  Napi::Value AttachOptimizer(const Napi::CallbackInfo& info);
+  Napi::Value AttachData(const Napi::CallbackInfo& info);
+  Napi::Value TrainStep(const Napi::CallbackInfo& info);
+  Napi::Value EvalLoss(const Napi::CallbackInfo& info);
+  Napi::Value ForwardBackward(const Napi::CallbackInfo& info);
+  Napi::Value Gradients(const Napi::CallbackInfo& info);
+  Napi::Value DecodeReset(const Napi::CallbackInfo& info);
+  Napi::Value DecodeStep(const Napi::CallbackInfo& info);
+  void checkIdle(const Napi::Env& env);
+
+  std::unique_ptr<ko::Model> model_;
+  Napi::Reference<Napi::Float32Array> paramsRef_, mRef_, vRef_;
+  float* m_ = nullptr;
+  float* v_ = nullptr;
+  std::vector<float> grads_;
+  std::vector<Napi::Reference<Napi::Uint32Array>> dataRefs_;
+  std::vector<std::pair<const uint32_t*, size_t>> data_;
+  std::atomic<bool> busy_{false};
+};
+
+}  // namespace kob

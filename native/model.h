@@ -1,0 +1,122 @@
+// model.h — Llama / Qwen3 decoder: parameter layout, forward, backward, KV-cache decoding, training step.
+// Parameters live in one caller-owned float buffer laid out by paramLayout(); the model never owns them,
+// so the TS layer can write checkpoints straight from that memory.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "ops.h"
+
+namespace ko {
+
+enum class ModelType { Llama, Qwen3 };
+
+struct ModelConfig {
+  ModelType type = ModelType::Llama;
+  int vocabSize = 0, hiddenSize = 0, numLayers = 0, numHeads = 0, numKvHeads = 0, headDim = 0,
+      intermediateSize = 0;
+  float ropeTheta = 10000.f, rmsNormEps = 1e-6f;
+  bool tieWordEmbeddings = false;
+  // Llama 3.1 "llama3" rope scaling; factor 0 = none.
+  float ropeScalingFactor = 0.f, ropeLowFreqFactor = 1.f, ropeHighFreqFactor = 4.f;
+  int ropeOriginalMaxPos = 8192;
+};
+
+// Thrown for bad input (bad config, token id out of range, bad sizes): the binding turns it into a JS error.
+struct InputError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// "" when valid, else a message naming the offending key.
+std::string validateConfig(const ModelConfig& c);
+
+struct ParamInfo {
+  std::string name;  // Hugging Face tensor name
+  std::vector<int64_t> shape;
+  size_t offset = 0, size = 0;
+  bool decay = false;  // AdamW weight decay applies to matrices only, not to norm weights
+};
+std::vector<ParamInfo> paramLayout(const ModelConfig& c);
+size_t paramCount(const ModelConfig& c);
+// Forward FLOPs per token of the linears + attention at sequence length T (6x this for a training step's
+// forward+backward is the usual MFU convention; the embedding lookup is not counted).
+double forwardFlopsPerToken(const ModelConfig& c, int T);
+
+// Normal(0, std) for matrices, 1 for norm weights; deterministic in seed.
+void initParams(const ModelConfig& c, float* params, uint64_t seed, float std = 0.02f);
+
+class Model {
+ public:
+  Model(const ModelConfig& c, float* params);
+  const ModelConfig& config() const { return cfg_; }
+  size_t numParams() const { return nParams_; }
+  float* params() { return params_; }
+
+  // inputs [B*T] token ids, targets [B*T] (negative = ignored). Returns the summed cross-entropy over
+  // non-ignored targets; *count receives their number. Keeps activations for backward().
+  double forward(const uint32_t* inputs, const int32_t* targets, int B, int T, int64_t* count);
+  // Logits [B*T, vocab] of the last forward(), valid until backward() (which overwrites them in place).
+  const float* logits() const { return logits_.data(); }
+  // Accumulates d(dlossScale * summed loss)/d(params) into grads (same layout as params).
+  void backward(float* grads, float dlossScale);
+
+  // KV-cache decoding, one token at a time (batch 1).
+  void decodeReset(int maxT);
+  const float* decodeStep(uint32_t token, int pos);  // logits [vocab]
+
+ private:
+  struct LayerWeights {
+    const float *inNorm, *q, *k, *v, *qNorm, *kNorm, *o, *postNorm, *gateUp, *down;
+    size_t inNormOff, qOff, kOff, vOff, qNormOff, kNormOff, oOff, postNormOff, gateUpOff, downOff;
+  };
+  void ensureActivations(int B, int T);
+  void checkTokens(const uint32_t* ids, const int32_t* targets, size_t n) const;
+
+  ModelConfig cfg_;
+  float* params_;
+  size_t nParams_;
+  std::vector<LayerWeights> layers_;
+  size_t embedOff_, normOff_, lmHeadOff_;
+  std::vector<float> invFreq_;
+
+  // Activations kept for backward (sized for capB_ x capT_).
+  int B_ = 0, T_ = 0, capRows_ = 0, capB_ = 0, capT_ = 0;
+  std::vector<uint32_t> inputs_;
+  std::vector<int32_t> targets_;
+  struct LayerActs {
+    std::vector<float> xIn, ln1, rstd1, qPre, kPre, qRstd, kRstd, q, k, v, probs, att, x1, ln2, rstd2, gateUp, h;
+  };
+  std::vector<LayerActs> acts_;
+  std::vector<float> xOut_, lnf_, rstdf_, logits_;
+  // Backward scratch.
+  std::vector<float> dx_, dtmp_, dln_, dh_, dgu_, datt_, dq_, dk_, dv_, dqPre_, dkPre_;
+
+  // KV cache: [layer][pos][Hkv*D].
+  int cacheT_ = 0;
+  std::vector<float> kCache_, vCache_, decX_, decLn_, decQ_, decK_, decV_, decAtt_, decGu_, decH_, decTmp_,
+      decLogits_, decScores_, decRstd_;
+};
+
+// One optimizer step over `accum` micro-batches: zero grads, forward/backward each micro-batch with the loss
+// normalised by the number of targets over all micro-batches, global-norm clipping, AdamW.
+struct TrainStepOptions {
+  int batchSize = 1, seqLen = 1, accum = 1;
+  AdamWParams adam{};
+  float weightDecay = 0.f, gradClip = 0.f;
+};
+struct TrainStepResult {
+  double loss = 0, gradNorm = 0;
+  int64_t tokens = 0;
+};
+// inputs/targets: accum * batchSize * seqLen each. grads: scratch of numParams floats.
+TrainStepResult trainStep(Model& model, float* grads, float* m, float* v, const uint32_t* inputs,
+                          const int32_t* targets, const TrainStepOptions& o);
+
+// Threads used by OpenMP loops and OpenBLAS; 0 = all cores.
+void setNumThreads(int n);
+int numThreads();
+
+}  // namespace ko

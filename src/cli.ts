@@ -1,0 +1,148 @@
+// cli.ts — the `ko-train` command line (yargs). Dotted options (--train.lr 3e-4) override config keys;
+// yargs' camel-case and dot expansion are off so such keys reach the config untouched.
+import yargs, { type Argv, type ArgumentsCamelCase } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { benchTrain } from './bench.js';
+import { doctor, formatDoctor } from './doctor.js';
+import { evaluateCheckpoint } from './evaluate.js';
+import { generate } from './generate.js';
+import { runPipeline } from './pipeline.js';
+import { runPrep } from './prep.js';
+import { runTrain } from './train.js';
+
+type Args = ArgumentsCamelCase<Record<string, unknown>>;
+
+// Options each command declares; anything else must be a dotted config override.
+const OWN = new Set(['_', '$0', 'config', 'c', 'help', 'version', 'json', 'checkpoint', 'data', 'prompt', 'steps',
+  'max-len', 'split', 'max-new-tokens', 'temperature', 'top-k', 'top-p', 'seed', 'threads', 'warmup', 'kernel']);
+
+function overridesOf(argv: Args): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(argv)) {
+    if (OWN.has(k)) continue;
+    if (!k.includes('.')) throw new ConfigError(`unknown option --${k} (config keys are given as --section.key, e.g. --train.lr 3e-4)`);
+    out[k] = v;
+  }
+  return out;
+}
+
+function configFrom(argv: Args): Config {
+  return loadConfig((argv.config as string | undefined) ?? null, overridesOf(argv));
+}
+
+const withConfig = (y: Argv) =>
+  y.option('config', { alias: 'c', type: 'string', describe: 'YAML config file' });
+
+export async function main(args = hideBin(process.argv)): Promise<void> {
+  const cli = yargs(args)
+    .scriptName('ko-train')
+    .parserConfiguration({ 'camel-case-expansion': false, 'dot-notation': false })
+    .usage('$0 --config run.yaml [--section.key value ...]\n\nRuns the stages in run.stages (prep, train, eval, generate) and writes report.html.')
+    .command(
+      '$0',
+      'run the stages listed in the config',
+      (y) => withConfig(y),
+      async (argv) => {
+        if (!argv.config) {
+          cli.showHelp();
+          process.exitCode = 1;
+          return;
+        }
+        await runPipeline(configFrom(argv as Args));
+      },
+    )
+    .command('prep', 'clean, tokenize and shard the raw text in data.inputs', withConfig, async (argv) => {
+      await runPrep(configFrom(argv as Args));
+    })
+    .command('train', 'train (or continue training) a model on prepared shards or pre-tokenized JSONL', withConfig, async (argv) => {
+      await runTrain(configFrom(argv as Args));
+    })
+    .command(
+      'eval',
+      'mean next-token loss and perplexity of a checkpoint',
+      (y) =>
+        y
+          .option('checkpoint', { type: 'string', demandOption: true, describe: 'HF-layout checkpoint dir' })
+          .option('data', { type: 'string', demandOption: true, describe: 'JSONL of {"input_ids": [...]} (one sequence per line), an .arrow shard or a shard dir' })
+          .option('split', { type: 'string', default: 'val', describe: 'split to read from a shard dir' })
+          .option('max-len', { type: 'number', describe: 'longest context scored at once (default: max_position_embeddings)' })
+          .option('threads', { type: 'number', default: 0 })
+          .option('json', { type: 'boolean', default: false, describe: 'print one JSON object' }),
+      async (argv) => {
+        overridesOf(argv as Args);
+        const { native } = await import('./native.js');
+        native().setThreads(argv.threads);
+        const r = await evaluateCheckpoint(argv.checkpoint, argv.data, { maxLen: argv['max-len'] ?? null, split: argv.split });
+        if (argv.json) console.log(JSON.stringify(r));
+        else console.log(`loss ${r.loss.toFixed(6)} | ppl ${r.ppl.toFixed(3)} | ${r.tokens} tokens | ${r.sequences} sequences`);
+      },
+    )
+    .command(
+      'generate',
+      'generate text from a checkpoint (KV cache; greedy with --temperature 0)',
+      (y) =>
+        y
+          .option('checkpoint', { type: 'string', demandOption: true })
+          .option('prompt', { type: 'string', demandOption: true })
+          .option('max-new-tokens', { type: 'number', default: 64 })
+          .option('temperature', { type: 'number', default: 0.8 })
+          .option('top-k', { type: 'number', default: 40 })
+          .option('top-p', { type: 'number', default: 0.95 })
+          .option('seed', { type: 'number', default: 1 })
+          .option('json', { type: 'boolean', default: false }),
+      async (argv) => {
+        overridesOf(argv as Args);
+        const r = await generate(argv.checkpoint, argv.prompt, {
+          temperature: argv.temperature,
+          topK: argv['top-k'],
+          topP: argv['top-p'],
+          maxNewTokens: argv['max-new-tokens'],
+          seed: argv.seed,
+        });
+        if (argv.json) console.log(JSON.stringify(r));
+        else {
+          console.log(r.text);
+          console.error(`(${r.newTokens} new tokens, ${r.msPerToken.toFixed(1)} ms/token)`);
+        }
+      },
+    )
+    .command(
+      'bench <what>',
+      'benchmarks: `bench train` times training steps and compares with the SGEMM rate',
+      (y) =>
+        withConfig(y)
+          .positional('what', { choices: ['train'] as const, describe: 'what to benchmark' })
+          .option('steps', { type: 'number', default: 5 })
+          .option('warmup', { type: 'number', default: 1 })
+          .option('json', { type: 'boolean', default: false }),
+      async (argv) => {
+        const cfg = configFrom(argv as Args);
+        const r = await benchTrain(cfg, argv.steps, argv.warmup, argv.json ? () => {} : console.log);
+        if (argv.json) console.log(JSON.stringify(r));
+        else
+          console.log(
+            `${r.model_type} ${(r.params / 1e6).toFixed(1)} M params, batch ${r.batch_size} x ${r.seq_len}, ${r.threads} threads, GEMM ${r.gemm_backend}\n` +
+              `  ${r.tokens_per_s.toFixed(0)} tokens/s | ${r.ms_per_step.toFixed(0)} ms/step | ${r.achieved_gflops.toFixed(1)} GFLOP/s achieved | ` +
+              `SGEMM ${r.sgemm_gflops.toFixed(1)} GFLOP/s | ratio ${(100 * r.ratio_to_sgemm).toFixed(1)}%`,
+          );
+      },
+    )
+    .command(
+      'doctor',
+      'report the build, the CPU GEMM backend, and the GPUs (with FP8 support)',
+      (y) => y.option('json', { type: 'boolean', default: false }),
+      (argv) => {
+        const r = doctor();
+        console.log(argv.json ? JSON.stringify(r, null, 2) : formatDoctor(r));
+      },
+    )
+    .help()
+    .alias('h', 'help')
+    .fail((msg, err) => {
+      if (err) throw err;
+      console.error(`ko-train: ${msg}\n(ko-train --help for usage)`);
+      process.exit(2);
+    });
+  await cli.parseAsync();
+}

@@ -1,0 +1,226 @@
+// train.ts — the training loop: each optimizer step runs in the addon on a worker thread; this file only
+// chooses batches, the learning rate, logging, evaluation and checkpoints.
+import fs from 'node:fs';
+import path from 'node:path';
+import { configToYaml, resolveModel, type Config, type ResolvedModel } from './config.js';
+import {
+  latestCheckpoint,
+  loadTrainerState,
+  loadWeights,
+  modelFromHfConfig,
+  pruneCheckpoints,
+  saveCheckpoint,
+  type TrainerState,
+} from './checkpoint.js';
+import { chooseDevice, native, type NativeModel } from './native.js';
+import { ProgressBar, fmtDuration, formatStep } from './progress.js';
+import { WindowSampler, learningRate } from './sampler.js';
+import { loadRunTokenizer, loadTokenData, runTokenizerFile, shardDirOf, type TokenData } from './traindata.js';
+import type { TokenSequences } from './jsonl.js';
+
+export interface MetricRow {
+  step: number;
+  loss?: number;
+  eval_loss?: number;
+  lr?: number;
+  grad_norm?: number;
+  ms?: number;
+  tokens_per_s?: number;
+  tokens?: number;
+  [key: string]: unknown;
+}
+
+export interface TrainOutcome {
+  outDir: string;
+  step: number;
+  checkpoint: string;
+  firstEvalLoss: number | null;
+  lastEvalLoss: number | null;
+  metricsFile: string;
+}
+
+export function readMetrics(file: string): MetricRow[] {
+  if (!fs.existsSync(file)) return [];
+  return fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as MetricRow);
+}
+
+// A fixed validation set: the first `n` windows of seqLen+1 tokens of the validation streams, in order.
+function validationWindows(d: TokenData, seqLen: number, n: number): TokenSequences {
+  const tokens = new Uint32Array(n * (seqLen + 1));
+  const offsets: number[] = [0];
+  for (const s of d.streams) {
+    for (let off = 0; off + seqLen + 1 <= s.length && offsets.length <= n; off += seqLen) {
+      tokens.set(s.subarray(off, off + seqLen + 1), offsets[offsets.length - 1]);
+      offsets.push(offsets[offsets.length - 1] + seqLen + 1);
+    }
+  }
+  return { tokens: tokens.subarray(0, offsets[offsets.length - 1]), offsets: Uint32Array.from(offsets) };
+}
+
+export async function runTrain(cfg: Config, log: (s: string) => void = console.log): Promise<TrainOutcome> {
+  const addon = native();
+  const threads = addon.setThreads(cfg.run.threads);
+  const dev = chooseDevice(cfg.run.device);
+  if (cfg.train.precision !== 'fp32')
+    throw new Error(`train.precision '${cfg.train.precision}' needs the CUDA backend, which this version does not have; use fp32`);
+  const outDir = cfg.run.out_dir;
+  fs.mkdirSync(outDir, { recursive: true });
+  fs.writeFileSync(path.join(outDir, 'config.yaml'), configToYaml(cfg));
+
+  const tokenizer = loadRunTokenizer(cfg);
+  const hash = tokenizer?.hash ?? null;
+  const trainWhere = cfg.data.train ?? shardDirOf(cfg);
+  const data = await loadTokenData(trainWhere, 'train', hash, log);
+  let valData: TokenData | null = null;
+  if (cfg.data.val) valData = await loadTokenData(cfg.data.val, 'val', hash, log);
+  else if (!cfg.data.train && fs.existsSync(path.join(trainWhere, 'manifest.json'))) {
+    try {
+      valData = await loadTokenData(trainWhere, 'val', hash, log);
+    } catch {
+      valData = null; // no validation split was written
+    }
+  }
+
+  const model: ResolvedModel = cfg.model.init_from
+    ? modelFromHfConfig(path.join(cfg.model.init_from, 'config.json'))
+    : resolveModel(cfg.model, tokenizer?.vocabSize ?? data.vocabSize);
+  const layout = addon.paramLayout(model);
+  const total = layout[layout.length - 1].offset + layout[layout.length - 1].size;
+  const T = cfg.train.seq_len, B = cfg.train.batch_size, accum = cfg.train.grad_accum;
+  if (T > model.max_position_embeddings)
+    throw new Error(`train.seq_len ${T} exceeds model.max_position_embeddings ${model.max_position_embeddings}`);
+
+  const latest = latestCheckpoint(outDir);
+  if (latest && !cfg.train.resume)
+    throw new Error(
+      `${outDir} already holds checkpoints (latest ${path.basename(latest.dir)}); set train.resume: true ` +
+        `(--train.resume true) to continue that run, or choose another run.out_dir`,
+    );
+  let params: Float32Array, m: Float32Array, v: Float32Array;
+  let startStep = 0, tokensSeen = 0;
+  if (latest) {
+    params = loadWeights(latest.dir, layout, total);
+    const st = loadTrainerState(latest.dir, layout, total);
+    ({ m, v } = st);
+    startStep = st.state.step;
+    tokensSeen = st.state.tokens_seen;
+    if (st.state.seed !== cfg.run.seed) throw new Error(`${latest.dir}: written with run.seed ${st.state.seed}, not ${cfg.run.seed}`);
+    log(`resuming from ${latest.dir} (step ${startStep})`);
+  } else {
+    m = new Float32Array(total);
+    v = new Float32Array(total);
+    if (cfg.model.init_from) {
+      params = loadWeights(cfg.model.init_from, layout, total);
+      log(`initialised from ${cfg.model.init_from}`);
+    } else {
+      params = new Float32Array(total);
+      addon.initParams(model, params, cfg.run.seed, cfg.model.init_std);
+    }
+  }
+
+  const net: NativeModel = new addon.Model(model, params);
+  net.attachOptimizer(m, v);
+  net.attachData(data.streams);
+  const sampler = new WindowSampler(data.streams.map((s) => s.length), T, cfg.run.seed, cfg.train.shuffle);
+  if (sampler.numWindows === 0)
+    throw new Error(`${data.source}: ${data.streams.reduce((a, s) => a + s.length, 0)} tokens, fewer than seq_len + 1 = ${T + 1}`);
+
+  const metricsFile = path.join(outDir, 'metrics.jsonl');
+  // Keep the record consistent with the checkpoint we resume from: drop rows logged after it.
+  const kept = readMetrics(metricsFile).filter((r) => r.step <= startStep);
+  fs.writeFileSync(metricsFile, kept.map((r) => JSON.stringify(r) + '\n').join(''));
+  const record = (r: MetricRow) => fs.appendFileSync(metricsFile, JSON.stringify(r) + '\n');
+
+  const valSet = valData ? validationWindows(valData, T, cfg.train.eval_batches * B) : null;
+  const evaluate = async (): Promise<number | null> => {
+    if (!valSet || valSet.offsets.length < 2) return null;
+    const r = await net.evalLoss(valSet.tokens, valSet.offsets, T);
+    return r.sum / r.count;
+  };
+
+  const stats = addon.modelStats(model, T);
+  const trainFlopsPerToken = 3 * stats.forwardFlopsPerToken;
+  log(
+    `model ${model.model_type}: ${(stats.params / 1e6).toFixed(2)} M params, vocab ${model.vocab_size} | ` +
+      `data ${data.source}: ${sampler.numWindows} windows of ${T + 1} tokens | device ${dev.device} (${dev.reason}), ` +
+      `${threads} threads, GEMM ${addon.buildInfo().gemm}`,
+  );
+
+  let firstEval: number | null = null;
+  let lastEval: number | null = kept.filter((r) => r.eval_loss !== undefined).pop()?.eval_loss ?? null;
+  if (startStep === 0) {
+    firstEval = await evaluate();
+    if (firstEval !== null) {
+      record({ step: 0, eval_loss: firstEval });
+      log(`step 0 | eval loss ${firstEval.toFixed(4)}`);
+    }
+  } else firstEval = kept.find((r) => r.step === 0)?.eval_loss ?? null;
+
+  const tokenizerFile = runTokenizerFile(cfg);
+  const state = (step: number): TrainerState => ({
+    step,
+    seed: cfg.run.seed,
+    tokens_seen: tokensSeen,
+    tokenizer_hash: hash,
+    data_windows: sampler.numWindows,
+  });
+  const save = (step: number) => {
+    const dir = saveCheckpoint({
+      outDir, step, model, layout, params, m, v, state: state(step), tokenizerFile,
+      eosId: tokenizer?.eosId ?? null, bosId: tokenizer?.bosId ?? null,
+    });
+    pruneCheckpoints(outDir, cfg.train.keep_checkpoints);
+    return dir;
+  };
+
+  const bar = new ProgressBar();
+  const steps = cfg.train.steps;
+  const tStart = Date.now();
+  let lastCheckpoint = latest?.dir ?? '';
+  for (let step = startStep + 1; step <= steps; step++) {
+    const lr = learningRate(step - 1, cfg.train);
+    const t0 = Date.now();
+    const r = await net.trainStep({
+      windows: sampler.windowsForStep(step - 1, B * accum),
+      batchSize: B,
+      seqLen: T,
+      accum,
+      lr,
+      beta1: cfg.train.beta1,
+      beta2: cfg.train.beta2,
+      eps: cfg.train.eps,
+      weightDecay: cfg.train.weight_decay,
+      gradClip: cfg.train.grad_clip,
+      step,
+    });
+    const ms = Date.now() - t0;
+    tokensSeen += r.tokens;
+    const tokPerS = (r.tokens * 1000) / Math.max(1, ms);
+    if (!Number.isFinite(r.loss)) throw new Error(`step ${step}: loss is ${r.loss}; lower train.lr or check the data`);
+    const row: MetricRow = { step, loss: r.loss, lr, grad_norm: r.gradNorm, ms, tokens_per_s: tokPerS, tokens: tokensSeen };
+    const line = formatStep({ step, steps, loss: r.loss, gradNorm: r.gradNorm, lr, ms, tokPerS, mfu: null });
+    if (cfg.train.eval_every > 0 && step % cfg.train.eval_every === 0 && step !== steps) {
+      const e = await evaluate();
+      if (e !== null) row.eval_loss = lastEval = e;
+    }
+    if (step === steps) {
+      const e = await evaluate();
+      if (e !== null) row.eval_loss = lastEval = e;
+    }
+    record(row);
+    if (step % cfg.train.log_every === 0 || step === steps || step === startStep + 1)
+      bar.log(line + (row.eval_loss !== undefined ? ` | eval loss ${row.eval_loss.toFixed(4)}` : ''));
+    if ((cfg.train.checkpoint_every > 0 && step % cfg.train.checkpoint_every === 0) || step === steps) lastCheckpoint = save(step);
+    const elapsed = (Date.now() - tStart) / 1000;
+    bar.update(step, steps, `step ${step}/${steps} loss ${r.loss.toFixed(3)} lr ${lr.toExponential(1)} ${Math.round(tokPerS)} tok/s`,
+      (elapsed / (step - startStep)) * (steps - step));
+  }
+  bar.done();
+  if (startStep >= steps) log(`nothing to train: the run is already at step ${startStep}/${steps}`);
+  else log(`trained ${steps - startStep} steps in ${fmtDuration((Date.now() - tStart) / 1000)}; checkpoint ${lastCheckpoint}`);
+  return { outDir, step: Math.max(steps, startStep), checkpoint: lastCheckpoint, firstEvalLoss: firstEval, lastEvalLoss: lastEval, metricsFile };
+}
