@@ -121,6 +121,16 @@ const GenerateSchema = z
   })
   .strict();
 
+const SECTIONS = {
+  run: RunSchema,
+  data: DataSchema,
+  tokenizer: TokenizerSchema,
+  model: ModelSchema,
+  train: TrainSchema,
+  eval: EvalSchema,
+  generate: GenerateSchema,
+};
+
 export const ConfigSchema = z
   .object({
     run: RunSchema.default(RunSchema.parse({})),
@@ -159,9 +169,8 @@ export function validateConfig(raw: unknown, source: string): Config {
     const key = iss.path.join('.');
     if (iss.code === 'unrecognized_keys') {
       const where = key ? `in section '${key}'` : 'at the top level';
-      const shape = key ? (valueAt(ConfigSchema.shape, [iss.path[0], 'shape']) as Record<string, unknown> | undefined)
-        : ConfigSchema.shape;
-      const allowed = shape && typeof shape === 'object' ? ` (allowed: ${Object.keys(shape).join(', ')})` : '';
+      const shape = key ? (SECTIONS as Record<string, { shape: object }>)[key]?.shape : SECTIONS;
+      const allowed = shape ? ` (allowed: ${Object.keys(shape).join(', ')})` : '';
       return `unknown key${iss.keys.length > 1 ? 's' : ''} ${iss.keys.map((k) => `'${key ? key + '.' : ''}${k}'`).join(', ')} ${where}${allowed}`;
     }
     return `${key}: ${describe(valueAt(raw, iss.path))} is not allowed — ${iss.message}`;
