@@ -3,19 +3,11 @@
 #include <cmath>
 
 #include "ops.h"
+#include "vec_math.h"
 
 namespace ko {
-namespace {
 
-inline float rowMax(const float* x, int V) {
-  float m = x[0];
-  for (int c = 1; c < V; c++) m = std::max(m, x[c]);
-  return m;
-}
-
-}  // namespace
-
-// loss = logsumexp(x) - x[t] = (max + log(sum exp(x - max))) - x[t], the sum in double.
+// loss = logsumexp(x) - x[t] = (max - x[t]) + log(sum exp(x - max)), the sum in double.
 double crossEntropyForward(float* losses, const float* logits, const int32_t* targets, int n, int V) {
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < n; r++) {
@@ -25,9 +17,8 @@ double crossEntropyForward(float* losses, const float* logits, const int32_t* ta
       continue;
     }
     const float* x = logits + size_t(r) * V;
-    const float mx = rowMax(x, V);
-    double sum = 0;
-    for (int c = 0; c < V; c++) sum += std::exp(x[c] - mx);
+    const float mx = vmath::rowMax(x, V);
+    const double sum = vmath::expShiftSumConst(x, V, mx);
     losses[r] = float((double(mx) - double(x[t])) + std::log(sum));
   }
   double total = 0;
@@ -46,13 +37,8 @@ void crossEntropyBackward(float* logits, const int32_t* targets, int n, int V, f
       std::fill(x, x + V, 0.0f);
       continue;
     }
-    const float mx = rowMax(x, V);
-    double sum = 0;
-    for (int c = 0; c < V; c++) {
-      const float e = std::exp(x[c] - mx);
-      x[c] = e;
-      sum += e;
-    }
+    const float mx = vmath::rowMax(x, V);
+    const double sum = vmath::expShiftSum(x, V, mx);
     const float f = float(double(dlossScale) / sum);
     for (int c = 0; c < V; c++) x[c] *= f;
     x[t] -= dlossScale;

@@ -17,6 +17,9 @@
 #ifdef KO_HAVE_BLAS
 #include <cblas.h>
 #endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace ko {
 namespace {
@@ -173,8 +176,12 @@ void gemmBlocked(bool transA, bool transB, int M, int N, int K, float alpha, con
   float* packedA = bufA.get(size_t(numPanelsA) * MR * kcMax);
   float* packedB = bufB.get(size_t(ncMax) * kcMax);
 
-  // Tiny products are not worth waking the thread pool.
-  const bool parallel = double(M) * N * K >= 64.0 * 64.0 * 64.0;
+  // Tiny products are not worth waking the thread pool; called from inside a parallel region (e.g. by
+  // attention, one task per head) the product runs on the calling thread alone.
+  bool parallel = double(M) * N * K >= 64.0 * 64.0 * 64.0;
+#ifdef _OPENMP
+  if (omp_in_parallel()) parallel = false;
+#endif
 
   for (int k0 = 0; k0 < K; k0 += KC) {
     const int kc = std::min(KC, K - k0);

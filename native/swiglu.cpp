@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "ops.h"
+#include "vec_math.h"
 
 namespace ko {
 
@@ -12,7 +13,7 @@ void swigluForward(float* h, const float* gateUp, int rows, int F) {
     const float* u = g + F;
     float* hr = h + size_t(r) * F;
     for (int c = 0; c < F; c++) {
-      const float sig = 1.0f / (1.0f + std::exp(-g[c]));
+      const float sig = 1.0f / (1.0f + vmath::exp(-g[c]));
       hr[c] = g[c] * sig * u[c];
     }
   }
@@ -28,7 +29,7 @@ void swigluBackward(float* dGateUp, const float* dh, const float* gateUp, int ro
     float* dg = dGateUp + size_t(r) * 2 * F;
     float* du = dg + F;
     for (int c = 0; c < F; c++) {
-      const float sig = 1.0f / (1.0f + std::exp(-g[c]));
+      const float sig = 1.0f / (1.0f + vmath::exp(-g[c]));
       const float silu = g[c] * sig;
       dg[c] = dhr[c] * u[c] * sig * (1.0f + g[c] * (1.0f - sig));
       du[c] = dhr[c] * silu;

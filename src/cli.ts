@@ -14,7 +14,7 @@ import { runTrain } from './train.js';
 type Args = ArgumentsCamelCase<Record<string, unknown>>;
 
 // Options each command declares; anything else must be a dotted config override.
-const OWN = new Set(['_', '$0', 'config', 'c', 'help', 'version', 'json', 'checkpoint', 'data', 'prompt', 'steps',
+const OWN = new Set(['_', '$0', 'what', 'config', 'c', 'help', 'version', 'json', 'checkpoint', 'data', 'prompt', 'steps',
   'max-len', 'split', 'max-new-tokens', 'temperature', 'top-k', 'top-p', 'seed', 'threads', 'warmup', 'kernel']);
 
 function overridesOf(argv: Args): Record<string, unknown> {

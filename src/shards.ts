@@ -170,7 +170,8 @@ function fbVerify(b: Buffer, spec: FbSpec, what: string): void {
   };
   const table = (pos: number, sp: FbSpec | null, depth: number): void => {
     if (--budget < 0 || depth > 64) fail('metadata nested too deeply');
-    const vt = pos - b.readInt32LE(pos - (u32(pos) * 0)); // u32 bounds-checks pos
+    u32(pos); // bounds check
+    const vt = pos - b.readInt32LE(pos);
     const vtSize = u16(vt);
     if (vtSize < 4 || vtSize % 2 !== 0 || vt + vtSize > b.length) fail(`bad vtable at offset ${vt}`);
     if (sp === null) return;

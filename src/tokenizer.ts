@@ -1,11 +1,13 @@
 // Tokenizers: Hugging Face's Rust `tokenizers` through its napi binding. Loads any tokenizer.json
 // (Llama 3.1's by default) and trains byte-level BPE tokenizers for Korean.
 
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import nodePath from 'node:path';
+import { fileURLToPath } from 'node:url';
 import tk from 'tokenizers';
 
 const require = createRequire(import.meta.url);
@@ -54,6 +56,44 @@ function parseMerges(raw: unknown, file: string): MergeEntry[] {
   });
 }
 
+// Training runs in a child process: the binding's train() is synchronous (it would block the event
+// loop for the whole run) and its progress bar writes stray newlines straight to fd 1.
+const TRAIN_SCRIPT = `
+const { createRequire } = await import('node:module');
+const [from, outPath, ...files] = process.argv.slice(1);
+try {
+  const tk = createRequire(from)('tokenizers');
+  const t = new tk.Tokenizer(tk.BPE.empty());
+  t.setNormalizer(tk.nfcNormalizer());
+  t.setPreTokenizer(tk.byteLevelPreTokenizer(false, true));
+  t.train(files);
+  t.save(outPath, false);
+} catch (e) {
+  process.stderr.write('\\n' + e.message + '\\n');
+  process.exit(1);
+}
+`;
+
+function trainInChild(files: string[], outPath: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      ['--input-type=module', '-e', TRAIN_SCRIPT, fileURLToPath(import.meta.url), outPath, ...files],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d: string) => {
+      stderr = (stderr + d).slice(-4000);
+    });
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (code === 0) resolve();
+      else reject(new Error(`trainByteLevelBpe: BPE training on ${files.join(', ')} failed (${signal ?? `exit ${code}`}): ${stderr.trim().split('\n').pop()}`));
+    });
+  });
+}
+
 /**
  * Trains a byte-level BPE tokenizer on plain text files (one document per line) and writes a
  * tokenizer.json with exactly `vocabSize` tokens, special tokens included (they take the last ids).
@@ -83,16 +123,11 @@ export async function trainByteLevelBpe(opts: {
     );
   }
 
-  const tokenizer = new tk.Tokenizer(tk.BPE.empty());
-  tokenizer.setNormalizer(tk.nfcNormalizer());
-  tokenizer.setPreTokenizer(tk.byteLevelPreTokenizer(false, true));
-  tokenizer.train(files);
-
   const tmpDir = fs.mkdtempSync(nodePath.join(os.tmpdir(), 'ko-train-bpe-'));
   let json: Record<string, any>;
   try {
     const tmp = nodePath.join(tmpDir, 'tokenizer.json');
-    tokenizer.save(tmp, false);
+    await trainInChild(files, tmp);
     json = JSON.parse(fs.readFileSync(tmp, 'utf8'));
   } finally {
     fs.rmSync(tmpDir, { recursive: true, force: true });

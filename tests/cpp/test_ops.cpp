@@ -532,3 +532,25 @@ KO_TEST(ops, ops_sum_squares) {
     KO_CHECK_NEAR(a, ref, 1e-12 * (ref + 1));
   }
 }
+
+// ---- internal vectorized exp (vec_math.h) ------------------------------------------------------------
+
+#include <limits>
+
+#include "vec_math.h"
+
+KO_TEST(ops, ops_vec_exp) {
+  double worst = 0;
+  for (int i = 0; i <= 2000000; i++) {
+    const float x = float(-86.0 + 174.5 * i / 2000000.0);
+    const double ref = std::exp(double(x));
+    worst = std::max(worst, std::fabs(double(ko::vmath::exp(x)) - ref) / ref);
+  }
+  KO_CHECK_MSG(worst < 3e-7, "max relative error " + std::to_string(worst));
+  KO_CHECK(ko::vmath::exp(0.0f) == 1.0f);
+  KO_CHECK(ko::vmath::exp(-1000.0f) == 0.0f);
+  KO_CHECK(ko::vmath::exp(-std::numeric_limits<float>::infinity()) == 0.0f);
+  KO_CHECK(ko::vmath::exp(100.0f) == std::numeric_limits<float>::infinity());
+  KO_CHECK(std::isnan(ko::vmath::exp(std::numeric_limits<float>::quiet_NaN())));
+  KO_CHECK(std::isfinite(ko::vmath::exp(88.7f)));
+}
