@@ -1,10 +1,14 @@
 // swiglu.cpp — h = silu(gate) * up, with gate and up side by side in one [rows, 2F] buffer.
-#include <cmath>
+// sigmoid(g) = 1 / (1 + e^-g), with e^-g computed a block at a time by the vectorized vmath exp.
+#include <algorithm>
 
 #include "ops.h"
 #include "vec_math.h"
 
 namespace ko {
+namespace {
+constexpr int kBlock = 512;
+}  // namespace
 
 void swigluForward(float* h, const float* gateUp, int rows, int F) {
 #pragma omp parallel for schedule(static)
@@ -12,9 +16,12 @@ void swigluForward(float* h, const float* gateUp, int rows, int F) {
     const float* g = gateUp + size_t(r) * 2 * F;
     const float* u = g + F;
     float* hr = h + size_t(r) * F;
-    for (int c = 0; c < F; c++) {
-      const float sig = 1.0f / (1.0f + vmath::exp(-g[c]));
-      hr[c] = g[c] * sig * u[c];
+    float e[kBlock];
+    for (int c0 = 0; c0 < F; c0 += kBlock) {
+      const int len = std::min(kBlock, F - c0);
+      for (int c = 0; c < len; c++) e[c] = -g[c0 + c];
+      vmath::expShifted(e, e, len, 0.0f);
+      for (int c = 0; c < len; c++) hr[c0 + c] = g[c0 + c] / (1.0f + e[c]) * u[c0 + c];
     }
   }
 }
@@ -28,11 +35,17 @@ void swigluBackward(float* dGateUp, const float* dh, const float* gateUp, int ro
     const float* dhr = dh + size_t(r) * F;
     float* dg = dGateUp + size_t(r) * 2 * F;
     float* du = dg + F;
-    for (int c = 0; c < F; c++) {
-      const float sig = 1.0f / (1.0f + vmath::exp(-g[c]));
-      const float silu = g[c] * sig;
-      dg[c] = dhr[c] * u[c] * sig * (1.0f + g[c] * (1.0f - sig));
-      du[c] = dhr[c] * silu;
+    float e[kBlock];
+    for (int c0 = 0; c0 < F; c0 += kBlock) {
+      const int len = std::min(kBlock, F - c0);
+      for (int c = 0; c < len; c++) e[c] = -g[c0 + c];
+      vmath::expShifted(e, e, len, 0.0f);
+      for (int c = 0; c < len; c++) {
+        const int i = c0 + c;
+        const float sig = 1.0f / (1.0f + e[c]);
+        dg[i] = dhr[i] * u[i] * sig * (1.0f + g[i] * (1.0f - sig));
+        du[i] = dhr[i] * (g[i] * sig);
+      }
     }
   }
 }

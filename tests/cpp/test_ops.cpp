@@ -540,17 +540,30 @@ KO_TEST(ops, ops_sum_squares) {
 #include "vec_math.h"
 
 KO_TEST(ops, ops_vec_exp) {
+  const int n = 2000001;
+  FVec x(n), y(n);
+  for (int i = 0; i < n; i++) x[i] = float(-86.0 + 174.5 * i / (n - 1.0));
+  ko::vmath::expShifted(y.data(), x.data(), n, 0.0f);
   double worst = 0;
-  for (int i = 0; i <= 2000000; i++) {
-    const float x = float(-86.0 + 174.5 * i / 2000000.0);
-    const double ref = std::exp(double(x));
-    worst = std::max(worst, std::fabs(double(ko::vmath::exp(x)) - ref) / ref);
+  for (int i = 0; i < n; i++) {
+    const double ref = std::exp(double(x[i]));
+    worst = std::max(worst, std::fabs(double(y[i]) - ref) / ref);
   }
   KO_CHECK_MSG(worst < 3e-7, "max relative error " + std::to_string(worst));
-  KO_CHECK(ko::vmath::exp(0.0f) == 1.0f);
-  KO_CHECK(ko::vmath::exp(-1000.0f) == 0.0f);
-  KO_CHECK(ko::vmath::exp(-std::numeric_limits<float>::infinity()) == 0.0f);
-  KO_CHECK(ko::vmath::exp(100.0f) == std::numeric_limits<float>::infinity());
-  KO_CHECK(std::isnan(ko::vmath::exp(std::numeric_limits<float>::quiet_NaN())));
-  KO_CHECK(std::isfinite(ko::vmath::exp(88.7f)));
+  const float inf = std::numeric_limits<float>::infinity();
+  FVec s = {0.0f, -1000.0f, -inf, 100.0f, inf, std::numeric_limits<float>::quiet_NaN(), 88.7f, 1.0f}, t(s.size());
+  ko::vmath::expShifted(t.data(), s.data(), int(s.size()), 0.0f);
+  KO_CHECK(t[0] == 1.0f);
+  KO_CHECK(t[1] == 0.0f && t[2] == 0.0f);
+  KO_CHECK(t[3] > 3.3e38f && t[4] > 3.3e38f);  // saturates
+  KO_CHECK(std::isnan(t[5]));
+  KO_CHECK(std::isfinite(t[6]) && t[6] > 3e38f);
+  KO_CHECK_NEAR(t[7], std::exp(1.0), 1e-6);
+  // shifted: e^(x - 2)
+  ko::vmath::expShifted(t.data(), s.data(), int(s.size()), 2.0f);
+  KO_CHECK_NEAR(t[7], std::exp(-1.0), 1e-7);
+  FVec m = {1.f, 5.f, -3.f, 2.f, 0.f, 0.f, 0.f, 0.f, 9.f, 1.f, 11.f};
+  KO_CHECK(ko::vmath::rowMax(m.data(), int(m.size())) == 11.f);
+  KO_CHECK(ko::vmath::rowMax(m.data(), 10) == 9.f);
+  KO_CHECK(ko::vmath::rowMax(m.data(), 3) == 5.f);
 }

@@ -9,7 +9,7 @@ import { TextTokenizer, defaultTokenizerPath, trainByteLevelBpe } from '../../sr
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '..', '..', '..'); // dist/tests/ts -> repo root
-const koJsonl = path.resolve(repo, '..', 'shared', 'data', 'libreoffice-help-ko.jsonl');
+const koJsonl = path.resolve(repo, 'examples', 'data', 'libreoffice-help-ko.jsonl'); // a slice of ../shared/data
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kt-tokenizer-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
