@@ -1,16 +1,18 @@
 // gemm.cpp — FP32 GEMM: OpenBLAS when the build found it, else a built-in cache-blocked kernel.
 //
-// The built-in kernel follows the GotoBLAS/BLIS layout, kept to plain C++ so that g++ -O3 -march=native
-// vectorizes it:
+// The built-in kernel follows the GotoBLAS/BLIS layout, kept to plain C++ that g++ -O3 -march=native
+// vectorizes:
 //   for each K block (KC):       pack op(A)[:, kblock] into MR-row micro-panels   (all threads)
 //     for each N block (NC):     pack op(B)[kblock, nblock] into NR-column panels (all threads)
-//       parallel over (MC row block × NR column panel) tasks:
-//         MR×NR register tile accumulated over the K block, then C = alpha*tile + beta*C.
-// Every element of C is produced by exactly one task with a fixed summation order, so results do not
-// depend on the thread count. beta == 0 never reads C.
+//       the MR×NR micro-tiles, in (MC row block, NR column panel, MR row panel) order, handed out to
+//       the threads in chunks; each tile is accumulated in registers over the K block, then
+//       C = alpha*tile + beta*C.
+// Every element of C is produced by exactly one thread with a fixed summation order, so results do not
+// depend on the thread count. beta == 0 never reads C. Called from inside an OpenMP parallel region
+// (attention calls it once per head), it runs serially on the calling thread.
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "ops.h"
 
@@ -43,14 +45,18 @@ struct ScratchBuffer {
   size_t capacity = 0;
   float* get(size_t n) {
     if (n > capacity) {
-      std::free(data);
-      size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
-      data = static_cast<float*>(std::aligned_alloc(64, bytes));
-      capacity = data ? n : 0;
+      release();
+      data = static_cast<float*>(::operator new(n * sizeof(float), std::align_val_t(64)));
+      capacity = n;
     }
     return data;
   }
-  ~ScratchBuffer() { std::free(data); }
+  void release() {
+    if (data) ::operator delete(data, std::align_val_t(64));
+    data = nullptr;
+    capacity = 0;
+  }
+  ~ScratchBuffer() { release(); }
 };
 
 // C[M,N] *= beta (beta == 0 writes zeros without reading C).
@@ -108,15 +114,16 @@ inline void packB(float* __restrict dst, bool transB, const float* B, int ldb, i
   }
 }
 
-// tile[MR*NR] = sum_k a[k*MR + r] * b[k*NR + c]. Fixed trip counts: the compiler keeps the tile in
-// vector registers and emits one broadcast + two FMAs per (k, r).
+// tile[MR*NR] = sum_k a[k*MR + r] * b[k*NR + c]. Fixed trip counts: the tile lives in 2*MR vector
+// registers, and each (k, r) is one broadcast + two FMAs. GCC/Clang get it spelled with their generic
+// vector types (robust whatever the flags); other compilers get the plain loops.
 #if defined(__GNUC__) || defined(__clang__)
 typedef float VecF __attribute__((vector_size(kVecFloats * sizeof(float))));
 inline void microKernel(int kc, const float* __restrict a, const float* __restrict b, float* __restrict tile) {
   constexpr int NV = NR / kVecFloats;
   VecF acc[MR][NV];
   for (int r = 0; r < MR; r++)
-    for (int v = 0; v < NV; v++) acc[r][v] = VecF{} ;
+    for (int v = 0; v < NV; v++) acc[r][v] = VecF{};
   for (int k = 0; k < kc; k++) {
     VecF bv[NV];
     for (int v = 0; v < NV; v++) std::memcpy(&bv[v], b + k * NR + v * kVecFloats, sizeof(VecF));
@@ -131,15 +138,21 @@ inline void microKernel(int kc, const float* __restrict a, const float* __restri
     for (int v = 0; v < NV; v++) std::memcpy(tile + r * NR + v * kVecFloats, &acc[r][v], sizeof(VecF));
 }
 #else
+// Portable version of the same kernel; `omp simd` keeps the compiler from unrolling the column loop
+// and vectorizing across rows instead.
 inline void microKernel(int kc, const float* __restrict a, const float* __restrict b, float* __restrict tile) {
-  float acc[MR][NR] = {};
-  for (int k = 0; k < kc; k++)
+  float acc[MR * NR];
+  for (int i = 0; i < MR * NR; i++) acc[i] = 0.0f;
+  for (int k = 0; k < kc; k++) {
+    const float* bk = b + k * NR;
     for (int r = 0; r < MR; r++) {
       const float av = a[k * MR + r];
-      for (int c = 0; c < NR; c++) acc[r][c] += av * b[k * NR + c];
+      float* accr = acc + r * NR;
+#pragma omp simd
+      for (int c = 0; c < NR; c++) accr[c] += av * bk[c];
     }
-  for (int r = 0; r < MR; r++)
-    for (int c = 0; c < NR; c++) tile[r * NR + c] = acc[r][c];
+  }
+  for (int i = 0; i < MR * NR; i++) tile[i] = acc[i];
 }
 #endif
 
@@ -168,7 +181,7 @@ void gemmBlocked(bool transA, bool transB, int M, int N, int K, float alpha, con
     return;
   }
   const int numPanelsA = (M + MR - 1) / MR;
-  const int numBlocksM = (M + MC - 1) / MC;
+  constexpr int panelsPerBlock = MC / MR;
   const int kcMax = std::min(K, KC);
   const int ncMax = std::min(((N + NR - 1) / NR) * NR, NC);
 
@@ -199,19 +212,22 @@ void gemmBlocked(bool transA, bool transB, int M, int N, int K, float alpha, con
         for (int q = 0; q < numPanelsB; q++)
           packB(packedB + size_t(q) * NR * kc, transB, B, ldb, N, j0 + q * NR, k0, kc);
 
-#pragma omp for collapse(2) schedule(static)
-        for (int mb = 0; mb < numBlocksM; mb++) {
-          for (int q = 0; q < numPanelsB; q++) {
-            const float* bPanel = packedB + size_t(q) * NR * kc;
-            const int jj = j0 + q * NR;
-            const int nr = std::min(NR, N - jj);
-            const int pEnd = std::min(numPanelsA, (mb + 1) * (MC / MR));
-            for (int p = mb * (MC / MR); p < pEnd; p++) {
-              microKernel(kc, packedA + size_t(p) * MR * kc, bPanel, tile);
-              const int ii = p * MR;
-              storeTile(tile, C + size_t(ii) * ldc + jj, ldc, std::min(MR, M - ii), nr, alpha, betaNow);
-            }
-          }
+        // Micro-tiles (p, q) ordered by row block, then column panel, then row panel: a chunk of
+        // panelsPerBlock tiles is one B panel against one A block (reused from L2). Chunks are handed
+        // out dynamically, so a slow or preempted core (laptop E-cores, a busy machine) does not hold
+        // up the others; each tile is still computed whole by one thread, so the bits do not change.
+        const int64_t blockUnits = int64_t(panelsPerBlock) * numPanelsB;
+        const int64_t units = int64_t(numPanelsA) * numPanelsB;
+#pragma omp for schedule(dynamic, panelsPerBlock)
+        for (int64_t u = 0; u < units; u++) {
+          const int mb = int(u / blockUnits);
+          const int64_t rest = u - mb * blockUnits;
+          const int inBlock = std::min(panelsPerBlock, numPanelsA - mb * panelsPerBlock);
+          const int q = int(rest / inBlock), p = mb * panelsPerBlock + int(rest % inBlock);
+          const int ii = p * MR, jj = j0 + q * NR;
+          microKernel(kc, packedA + size_t(p) * MR * kc, packedB + size_t(q) * NR * kc, tile);
+          storeTile(tile, C + size_t(ii) * ldc + jj, ldc, std::min(MR, M - ii), std::min(NR, N - jj), alpha,
+                    betaNow);
         }
       }
     }

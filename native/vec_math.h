@@ -48,18 +48,14 @@ inline void expShifted(float* y, const float* x, int n, float shift) {
   for (int i = 0; i < n; i++) y[i] = expClamped(y[i]);
 }
 
-// max of x[0..n), n >= 1, over 8 lanes. (A NaN in x need not win here: e^(NaN - max) is NaN, so the
-// softmax sums that use the max still turn NaN.)
+// max of x[0..n), n >= 1. `omp simd` lets the compiler keep vector lanes of maxima (max is exact, so
+// the result does not depend on the lane order; a NaN need not win here: e^(NaN - max) is NaN, so the
+// softmax sums that use the max still turn NaN).
 inline float rowMax(const float* x, int n) {
-  float m[8];
-  for (int l = 0; l < 8; l++) m[l] = x[0];
-  int i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int l = 0; l < 8; l++) m[l] = x[i + l] > m[l] ? x[i + l] : m[l];
-  for (; i < n; i++) m[0] = x[i] > m[0] ? x[i] : m[0];
-  float r = m[0];
-  for (int l = 1; l < 8; l++) r = m[l] > r ? m[l] : r;
-  return r;
+  float m = x[0];
+#pragma omp simd reduction(max : m)
+  for (int i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+  return m;
 }
 
 // Sum of x[0..n) in double over 8 lanes (fixed order).

@@ -90,6 +90,9 @@ export function native(): NativeAddon {
         `Build it with 'npm run build:native' (needs CMake and a C++17 compiler) or reinstall with 'npm install'.`,
     );
   }
+  // OpenMP loops and OpenBLAS's own threads take turns on the same cores; spinning OpenMP workers would
+  // steal those cores from the GEMMs. libgomp reads this when the addon loads, so set it first.
+  process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
   loaded = { addon: require(file) as NativeAddon, file };
   return loaded.addon;
 }

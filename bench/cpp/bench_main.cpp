@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "ops.h"
@@ -56,7 +57,7 @@ int main(int argc, char** argv) {
 #ifdef _OPENMP
   threads = omp_get_max_threads();
 #endif
-  const int warmup = 1, reps = quick ? 1 : 3;
+  const int warmup = 1, reps = quick ? 1 : 2;
   std::printf("ko_bench: gemm backend = %s, OpenMP threads = %d%s\n\n", ko::gemmBackendName(), threads,
               quick ? " (--quick)" : "");
 
@@ -66,23 +67,40 @@ int main(int argc, char** argv) {
   };
   const int M = quick ? 256 : 1024;
   const Shape shapes[] = {{M, 768, 768, "attn proj"}, {M, 2048, 768, "mlp up"}, {M, 32000, 768, "lm head"}};
+  const int numShapes = 3;
+  std::vector<std::vector<float>> xs, ws, ys;
+  for (const Shape& s : shapes) {
+    xs.push_back(randomVec(size_t(s.M) * s.K, 1));
+    ws.push_back(randomVec(size_t(s.N) * s.K, 2));
+    ys.emplace_back(size_t(s.M) * s.N);
+  }
+  auto runGemm = [&](bool builtin, int i) {
+    const Shape& s = shapes[i];
+    auto fn = builtin ? ko::gemmBlocked : ko::gemm;
+    fn(false, true, s.M, s.N, s.K, 1.f, xs[i].data(), s.K, ws[i].data(), s.K, 0.f, ys[i].data(), s.N);
+  };
+  // All built-in runs first, then all `gemm` runs: an OpenBLAS (pthreads) build's worker threads keep
+  // spinning for a while after each call and would steal the cores from the OpenMP kernel.
+  double tBlocked[numShapes], tGemm[numShapes];
+  for (int i = 0; i < numShapes; i++) tBlocked[i] = bestTime([&] { runGemm(true, i); }, warmup, reps);
+  for (int i = 0; i < numShapes; i++) tGemm[i] = bestTime([&] { runGemm(false, i); }, warmup, reps);
+  // ... and that interference, measured: the built-in kernel timed right after a `gemm` call.
+  double tAfter = 1e300;
+  for (int r = 0; r < 3; r++) {
+    runGemm(false, 0);
+    tAfter = std::min(tAfter, bestTime([&] { runGemm(true, 0); }, 0, 1));
+  }
   std::printf("SGEMM  y[M,N] = x[M,K] * w[N,K]^T                  GFLOP/s\n");
   std::printf("%-10s %6s %6s %5s | %9s %12s %7s\n", "", "M", "N", "K", "gemm", "gemmBlocked", "ratio");
-  for (const Shape& s : shapes) {
-    auto x = randomVec(size_t(s.M) * s.K, 1), w = randomVec(size_t(s.N) * s.K, 2);
-    std::vector<float> y(size_t(s.M) * s.N);
+  for (int i = 0; i < numShapes; i++) {
+    const Shape& s = shapes[i];
     const double flops = 2.0 * s.M * s.N * s.K;
-    const double tBlas = bestTime(
-        [&] { ko::gemm(false, true, s.M, s.N, s.K, 1.f, x.data(), s.K, w.data(), s.K, 0.f, y.data(), s.N); }, warmup,
-        reps);
-    const double tBlk = bestTime(
-        [&] {
-          ko::gemmBlocked(false, true, s.M, s.N, s.K, 1.f, x.data(), s.K, w.data(), s.K, 0.f, y.data(), s.N);
-        },
-        warmup, reps);
-    std::printf("%-10s %6d %6d %5d | %9.1f %12.1f %6.2fx\n", s.what, s.M, s.N, s.K, flops / tBlas * 1e-9,
-                flops / tBlk * 1e-9, tBlas / tBlk);
+    std::printf("%-10s %6d %6d %5d | %9.1f %12.1f %6.2fx\n", s.what, s.M, s.N, s.K, flops / tGemm[i] * 1e-9,
+                flops / tBlocked[i] * 1e-9, tGemm[i] / tBlocked[i]);
   }
+  std::printf("gemmBlocked (%s) timed right after a gemm call: %.1f GFLOP/s\n", shapes[0].what,
+              2.0 * shapes[0].M * shapes[0].N * shapes[0].K / tAfter * 1e-9);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let BLAS threads park before OpenMP work
 
   // causal attention, flops counted for the causal half only (j <= i)
   const int B = 4, T = quick ? 128 : 256, H = 12, Hkv = 12, D = 64, rows = B * T;
@@ -106,5 +124,57 @@ int main(int argc, char** argv) {
   std::printf("%-10s %9s %9s\n", "", "ms", "GFLOP/s");
   std::printf("%-10s %9.2f %9.1f\n", "forward", tFwd * 1e3, 4.0 * pairs * D / tFwd * 1e-9);
   std::printf("%-10s %9.2f %9.1f\n", "backward", tBwd * 1e3, 8.0 * pairs * D / tBwd * 1e-9);
+
+  // row-wise ops at the same token count as the GEMMs, for scale against them
+  const int hidden = 768, F = 2048, V = 32000;
+  const size_t params = quick ? (size_t(1) << 20) : (size_t(1) << 22);
+  auto x = randomVec(size_t(M) * hidden, 7), w = randomVec(hidden, 8), dy = randomVec(size_t(M) * hidden, 9);
+  std::vector<float> y(x.size()), rstd(M), dx(x.size()), dw(hidden, 0.f);
+  auto gu = randomVec(size_t(M) * 2 * F, 10), dh = randomVec(size_t(M) * F, 11);
+  std::vector<float> hbuf(size_t(M) * F), dgu(gu.size());
+  auto logits = randomVec(size_t(M) * V, 12);
+  std::vector<float> grad(logits.size()), losses(M);
+  std::vector<int32_t> targets(M);
+  for (int i = 0; i < M; i++) targets[i] = int32_t((i * 7919) % V);
+  auto p = randomVec(params, 13), g = randomVec(params, 14);
+  std::vector<float> m1(params, 0.f), v1(params, 0.f);
+  ko::AdamWParams hp{1e-3f, 0.9f, 0.95f, 1e-8f, 1};
+  struct Row {
+    const char* name;
+    double ms;
+    double bytes;
+  };
+  const double f4 = 4.0;
+  std::vector<Row> table = {
+      {"rmsnorm fwd", bestTime([&] { ko::rmsnormForward(y.data(), rstd.data(), x.data(), w.data(), M, hidden, 1e-5f); },
+                               warmup, reps),
+       f4 * 2 * x.size()},
+      {"rmsnorm bwd",
+       bestTime([&] { ko::rmsnormBackward(dx.data(), dw.data(), dy.data(), x.data(), w.data(), rstd.data(), M, hidden); },
+                warmup, reps),
+       f4 * 5 * x.size()},
+      {"swiglu fwd", bestTime([&] { ko::swigluForward(hbuf.data(), gu.data(), M, F); }, warmup, reps),
+       f4 * 3 * hbuf.size()},
+      {"swiglu bwd", bestTime([&] { ko::swigluBackward(dgu.data(), dh.data(), gu.data(), M, F); }, warmup, reps),
+       f4 * 5 * hbuf.size()},
+      {"xent fwd",
+       bestTime([&] { ko::crossEntropyForward(losses.data(), logits.data(), targets.data(), M, V); }, warmup, reps),
+       f4 * logits.size()},
+      {"xent bwd",
+       bestTime(
+           [&] {
+             std::memcpy(grad.data(), logits.data(), logits.size() * sizeof(float));
+             ko::crossEntropyBackward(grad.data(), targets.data(), M, V, 1.0f / M);
+           },
+           warmup, reps),
+       f4 * 4 * logits.size()},
+      {"adamw", bestTime([&] { ko::adamwUpdate(p.data(), g.data(), m1.data(), v1.data(), params, hp, 0.1f, 1.f); },
+                         warmup, reps),
+       f4 * 7 * params},
+  };
+  std::printf("\nrow ops (rows = %d, hidden %d, ffn %d, vocab %d; adamw %zu params)\n", M, hidden, F, V, params);
+  std::printf("%-12s %9s %9s\n", "", "ms", "GB/s");
+  for (const Row& r : table) std::printf("%-12s %9.2f %9.1f\n", r.name, r.ms * 1e3, r.bytes / r.ms * 1e-9);
+  std::printf("(xent bwd includes copying the logits; GB/s counts the minimal traffic)\n");
   return 0;
 }

@@ -4,12 +4,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
 #include "check.h"
 #include "ops.h"
 #include "rng.h"
+#include "vec_math.h"
 
 using Vec = std::vector<double>;
 using FVec = std::vector<float>;
@@ -389,6 +391,48 @@ KO_TEST(ops, ops_attention_gqa_fused_strides) { attentionCase(2, 7, 4, 2, 8, tru
 KO_TEST(ops, ops_attention_mha) { attentionCase(2, 5, 3, 3, 8, false, 60); }
 KO_TEST(ops, ops_attention_odd_head_dim) { attentionCase(1, 5, 2, 1, 6, true, 70); }
 
+// T larger than the kernel's query block (64), so several query blocks and their key ranges are
+// exercised; gradients checked along random directions (a full coordinate-wise check would be slow).
+KO_TEST(ops, ops_attention_multi_block) {
+  const int B = 2, T = 150, Hq = 4, Hkv = 2, D = 16, rows = B * T, qW = Hq * D, kvW = Hkv * D;
+  const int stride = qW + 2 * kvW + 3;
+  FVec q = randomF(size_t(rows) * qW, 75), k = randomF(size_t(rows) * kvW, 76);
+  FVec v = randomF(size_t(rows) * kvW, 77), dout = randomF(size_t(rows) * qW, 78);
+  FVec qkv(size_t(rows) * stride, 0.f), dqkv(qkv.size(), 1e30f);
+  scatterRows(qkv, q, rows, qW, stride, 0);
+  scatterRows(qkv, k, rows, kvW, stride, qW);
+  scatterRows(qkv, v, rows, kvW, stride, qW + kvW);
+  FVec out(size_t(rows) * qW), probs(size_t(B) * Hq * T * T, 9.f);
+  const float* base = qkv.data();
+  ko::attentionForward(out.data(), probs.data(), base, base + qW, base + qW + kvW, B, T, Hq, Hkv, D, stride, stride);
+  const Vec qd = toD(q), kd = toD(k), vd = toD(v), W = toD(dout);
+  Vec refP;
+  Vec ref = refAttention(qd, kd, vd, B, T, Hq, Hkv, D, &refP);
+  KO_CHECK_REL(out.data(), ref.data(), ref.size(), 1e-5);
+  KO_CHECK_REL(probs.data(), refP.data(), refP.size(), 1e-5);
+  ko::attentionBackward(dqkv.data(), dqkv.data() + qW, dqkv.data() + qW + kvW, dout.data(), probs.data(), base,
+                        base + qW, base + qW + kvW, B, T, Hq, Hkv, D, stride, stride);
+  const FVec dq = gatherRows(dqkv, rows, qW, stride, 0), dk = gatherRows(dqkv, rows, kvW, stride, qW);
+  const FVec dv = gatherRows(dqkv, rows, kvW, stride, qW + kvW);
+  const double h = 1e-4;
+  for (int which = 0; which < 3; which++) {
+    const Vec& x0 = which == 0 ? qd : which == 1 ? kd : vd;
+    const FVec& g = which == 0 ? dq : which == 1 ? dk : dv;
+    for (int dir = 0; dir < 2; dir++) {
+      Vec u = toD(randomF(x0.size(), 1000 + 10 * which + dir)), xp = x0, xm = x0;
+      for (size_t i = 0; i < u.size(); i++) xp[i] += h * u[i], xm[i] -= h * u[i];
+      auto lossAt = [&](const Vec& x) {
+        return dotD(refAttention(which == 0 ? x : qd, which == 1 ? x : kd, which == 2 ? x : vd, B, T, Hq, Hkv, D),
+                    W);
+      };
+      const double fd = (lossAt(xp) - lossAt(xm)) / (2 * h);
+      double an = 0;
+      for (size_t i = 0; i < u.size(); i++) an += double(g[i]) * u[i];
+      KO_CHECK_NEAR(an, fd, 1e-4 * (std::fabs(fd) + 1.0));
+    }
+  }
+}
+
 KO_TEST(ops, ops_attention_backward_deterministic) {
   const int B = 2, T = 33, Hq = 4, Hkv = 2, D = 16, rows = B * T;
   FVec q = randomF(size_t(rows) * Hq * D, 80), k = randomF(size_t(rows) * Hkv * D, 81);
@@ -534,10 +578,6 @@ KO_TEST(ops, ops_sum_squares) {
 }
 
 // ---- internal vectorized exp (vec_math.h) ------------------------------------------------------------
-
-#include <limits>
-
-#include "vec_math.h"
 
 KO_TEST(ops, ops_vec_exp) {
   const int n = 2000001;
