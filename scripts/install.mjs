@@ -65,7 +65,12 @@ const nodeGyp = npmGyp && fs.existsSync(npmGyp) ? npmGyp : (() => {
     return path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
   }
 })();
-if (fs.existsSync(nodeGyp) && run(process.execPath, [nodeGyp, 'rebuild']) && loads(path.join(root, 'build', 'Release', 'ko-train.node'))) {
+// Use the headers installed beside node when npm does not name a nodedir (no network needed then).
+const prefix = path.dirname(path.dirname(fs.realpathSync(process.execPath)));
+const nodedir = process.env.npm_config_nodedir ||
+  (fs.existsSync(path.join(prefix, 'include', 'node', 'node.h')) ? prefix : null);
+const gypArgs = ['rebuild', ...(nodedir ? [`--nodedir=${nodedir}`] : [])];
+if (fs.existsSync(nodeGyp) && run(process.execPath, [nodeGyp, ...gypArgs]) && loads(path.join(root, 'build', 'Release', 'ko-train.node'))) {
   say('built the addon with node-gyp → build/Release/ko-train.node');
   process.exit(0);
 }
