@@ -4,9 +4,9 @@
 // vectorizes:
 //   for each K block (KC):       pack op(A)[:, kblock] into MR-row micro-panels   (all threads)
 //     for each N block (NC):     pack op(B)[kblock, nblock] into NR-column panels (all threads)
-//       the MR×NR micro-tiles, in (MC row block, NR column panel, MR row panel) order, handed out to
-//       the threads in chunks; each tile is accumulated in registers over the K block, then
-//       C = alpha*tile + beta*C.
+//       the MR×NR micro-tiles, in (MC row block, NR column panel, MR row panel) order, split into
+//       equal contiguous ranges, one per thread; each tile is accumulated in registers over the K
+//       block, then C = alpha*tile + beta*C.
 // Every element of C is produced by exactly one thread with a fixed summation order, so results do not
 // depend on the thread count. beta == 0 never reads C. Called from inside an OpenMP parallel region
 // (attention calls it once per head), it runs serially on the calling thread.
@@ -212,14 +212,17 @@ void gemmBlocked(bool transA, bool transB, int M, int N, int K, float alpha, con
         for (int q = 0; q < numPanelsB; q++)
           packB(packedB + size_t(q) * NR * kc, transB, B, ldb, N, j0 + q * NR, k0, kc);
 
-        // Micro-tiles (p, q) ordered by row block, then column panel, then row panel: a chunk of
-        // panelsPerBlock tiles is one B panel against one A block (reused from L2). Chunks are handed
-        // out dynamically, so a slow or preempted core (laptop E-cores, a busy machine) does not hold
-        // up the others; each tile is still computed whole by one thread, so the bits do not change.
+        // Micro-tiles (p, q) ordered by row block, then column panel, then row panel (the A block is
+        // reused from L2 across the panels of B), split into equal contiguous ranges per thread.
         const int64_t blockUnits = int64_t(panelsPerBlock) * numPanelsB;
         const int64_t units = int64_t(numPanelsA) * numPanelsB;
-#pragma omp for schedule(dynamic, panelsPerBlock)
-        for (int64_t u = 0; u < units; u++) {
+        int nt = 1, tid = 0;
+#ifdef _OPENMP
+        nt = omp_get_num_threads();
+        tid = omp_get_thread_num();
+#endif
+        const int64_t uEnd = units * (tid + 1) / nt;
+        for (int64_t u = units * tid / nt; u < uEnd; u++) {
           const int mb = int(u / blockUnits);
           const int64_t rest = u - mb * blockUnits;
           const int inBlock = std::min(panelsPerBlock, numPanelsA - mb * panelsPerBlock);
@@ -229,6 +232,7 @@ void gemmBlocked(bool transA, bool transB, int M, int N, int K, float alpha, con
           storeTile(tile, C + size_t(ii) * ldc + jj, ldc, std::min(MR, M - ii), std::min(NR, N - jj), alpha,
                     betaNow);
         }
+#pragma omp barrier
       }
     }
   }

@@ -18,6 +18,22 @@ export function describeIssues(issues: LineIssues): string {
   return `skipped ${issues.malformed} malformed line${issues.malformed > 1 ? 's' : ''} (${issues.examples.join('; ')}${issues.malformed > issues.examples.length ? '; ...' : ''})`;
 }
 
+// Parses one JSONL line into an object, or notes why it is malformed and returns null.
+function parseLine(line: string, where: string, issues: LineIssues): Record<string, unknown> | null {
+  let obj: unknown;
+  try {
+    obj = JSON.parse(line);
+  } catch (e) {
+    note(issues, where, `not JSON (${(e as Error).message.slice(0, 60)})`);
+    return null;
+  }
+  if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) {
+    note(issues, where, 'not a JSON object');
+    return null;
+  }
+  return obj as Record<string, unknown>;
+}
+
 async function* lines(file: string): AsyncGenerator<[string, number]> {
   if (!fs.existsSync(file)) throw new Error(`${file}: no such file`);
   const rl = readline.createInterface({ input: fs.createReadStream(file, 'utf8'), crlfDelay: Infinity });
@@ -34,14 +50,9 @@ export async function* readTextDocs(file: string, field: string, issues: LineIss
       yield line;
       continue;
     }
-    let obj: unknown;
-    try {
-      obj = JSON.parse(line);
-    } catch (e) {
-      note(issues, `${file}:${n}`, `not JSON (${(e as Error).message.slice(0, 60)})`);
-      continue;
-    }
-    const text = obj && typeof obj === 'object' ? (obj as Record<string, unknown>)[field] : undefined;
+    const obj = parseLine(line, `${file}:${n}`, issues);
+    if (!obj) continue;
+    const text = obj[field];
     if (typeof text !== 'string') {
       note(issues, `${file}:${n}`, `no string field '${field}'`);
       continue;
@@ -58,17 +69,11 @@ export interface TokenSequences {
 // Pre-tokenized JSONL: {"input_ids": [...]} per line. Ids must be integers in [0, 2^32).
 export async function readInputIdsJsonl(file: string, issues: LineIssues): Promise<TokenSequences> {
   const seqs: number[][] = [];
-  let total = 0;
   for await (const [line, n] of lines(file)) {
     if (line.trim() === '') continue;
-    let obj: unknown;
-    try {
-      obj = JSON.parse(line);
-    } catch (e) {
-      note(issues, `${file}:${n}`, `not JSON (${(e as Error).message.slice(0, 60)})`);
-      continue;
-    }
-    const ids = obj && typeof obj === 'object' ? (obj as Record<string, unknown>).input_ids : undefined;
+    const obj = parseLine(line, `${file}:${n}`, issues);
+    if (!obj) continue;
+    const ids = obj.input_ids;
     if (!Array.isArray(ids) || ids.length === 0) {
       note(issues, `${file}:${n}`, "no non-empty 'input_ids' array");
       continue;
@@ -78,8 +83,13 @@ export async function readInputIdsJsonl(file: string, issues: LineIssues): Promi
       continue;
     }
     seqs.push(ids as number[]);
-    total += ids.length;
   }
+  return packSequences(seqs);
+}
+
+// Lays sequences back to back: one token array and nSeq + 1 boundaries.
+export function packSequences(seqs: ArrayLike<number>[]): TokenSequences {
+  const total = seqs.reduce((a, s) => a + s.length, 0);
   const tokens = new Uint32Array(total);
   const offsets = new Uint32Array(seqs.length + 1);
   let at = 0;

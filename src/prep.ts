@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Config } from './config.js';
-import { describeIssues, readTextDocs, type LineIssues } from './jsonl.js';
+import { describeIssues, packSequences, readTextDocs, type LineIssues } from './jsonl.js';
 import { mulberry32 } from './sampler.js';
 import { writeManifest, writeTokenShard, type ShardManifest } from './shards.js';
 import { TextTokenizer, defaultTokenizerPath, trainByteLevelBpe } from './tokenizer.js';
@@ -74,24 +74,16 @@ export async function runPrep(cfg: Config, log: (s: string) => void = console.lo
   for (const f of fs.readdirSync(shardDir)) if (/^(train|val)-\d+\.arrow$/.test(f)) fs.rmSync(path.join(shardDir, f));
 
   // Per split: the pending token stream of the shard being filled, and the files written.
-  const splits: Record<string, { parts: Uint32Array[]; docLens: number[]; pending: number; files: string[]; tokens: number; docs: number }> = {};
-  for (const s of ['train', 'val']) splits[s] = { parts: [], docLens: [], pending: 0, files: [], tokens: 0, docs: 0 };
+  const splits: Record<string, { parts: Uint32Array[]; pending: number; files: string[]; tokens: number; docs: number }> = {};
+  for (const s of ['train', 'val']) splits[s] = { parts: [], pending: 0, files: [], tokens: 0, docs: 0 };
   const flush = (name: string) => {
     const sp = splits[name];
     if (sp.pending === 0) return;
-    const tokens = new Uint32Array(sp.pending);
-    const offsets = new Int32Array(sp.docLens.length + 1);
-    let at = 0;
-    sp.parts.forEach((p, i) => {
-      tokens.set(p, at);
-      at += p.length;
-      offsets[i + 1] = at;
-    });
+    const { tokens, offsets } = packSequences(sp.parts);
     const file = `${name}-${String(sp.files.length).padStart(5, '0')}.arrow`;
-    writeTokenShard(path.join(shardDir, file), tokens, offsets, { tokenizerHash: tok.hash });
+    writeTokenShard(path.join(shardDir, file), tokens, Int32Array.from(offsets), { tokenizerHash: tok.hash });
     sp.files.push(file);
     sp.parts = [];
-    sp.docLens = [];
     sp.pending = 0;
   };
 
@@ -108,7 +100,6 @@ export async function runPrep(cfg: Config, log: (s: string) => void = console.lo
       const name = rand() < cfg.data.val_fraction ? 'val' : 'train';
       const sp = splits[name];
       sp.parts.push(withEos);
-      sp.docLens.push(withEos.length);
       sp.pending += withEos.length;
       sp.tokens += withEos.length;
       sp.docs++;

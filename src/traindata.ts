@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Config } from './config.js';
-import { describeIssues, readInputIdsJsonl, type LineIssues, type TokenSequences } from './jsonl.js';
+import { describeIssues, packSequences, readInputIdsJsonl, type LineIssues, type TokenSequences } from './jsonl.js';
 import { openShardSplit, readManifest, readTokenShard } from './shards.js';
 import { TextTokenizer } from './tokenizer.js';
 
@@ -75,7 +75,6 @@ export async function loadTokenData(
 // Evaluation sequences: every document (or JSONL line) on its own, at most `maxSeqs`.
 export function documentsAsSequences(d: TokenData, maxSeqs = Infinity): TokenSequences {
   const parts: Uint32Array[] = [];
-  let total = 0;
   outer: for (let s = 0; s < d.streams.length; s++) {
     const offs = d.docOffsets?.[s] ?? Int32Array.from([0, d.streams[s].length]);
     for (let i = 0; i + 1 < offs.length; i++) {
@@ -83,16 +82,7 @@ export function documentsAsSequences(d: TokenData, maxSeqs = Infinity): TokenSeq
       const doc = d.streams[s].subarray(offs[i], offs[i + 1]);
       if (doc.length < 2) continue;
       parts.push(doc);
-      total += doc.length;
     }
   }
-  const tokens = new Uint32Array(total);
-  const offsets = new Uint32Array(parts.length + 1);
-  let at = 0;
-  parts.forEach((p, i) => {
-    tokens.set(p, at);
-    at += p.length;
-    offsets[i + 1] = at;
-  });
-  return { tokens, offsets };
+  return packSequences(parts);
 }
