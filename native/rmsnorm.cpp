@@ -4,10 +4,7 @@
 #include <vector>
 
 #include "ops.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "parallel.h"
 
 namespace ko {
 namespace {
@@ -60,17 +57,10 @@ void rmsnormBackward(float* dx, float* dw, const float* dy, const float* x, cons
   }
   if (dw && rows > 0 && dim > 0) {
     // Threads own column ranges and sum rows in order: deterministic for any thread count.
-    constexpr int kAlign = 16;
-    const int chunks = (dim + kAlign - 1) / kAlign;
 #pragma omp parallel
     {
-      int nt = 1, tid = 0;
-#ifdef _OPENMP
-      nt = omp_get_num_threads();
-      tid = omp_get_thread_num();
-#endif
-      const int c0 = std::min(dim, int(int64_t(chunks) * tid / nt) * kAlign);
-      const int c1 = std::min(dim, int(int64_t(chunks) * (tid + 1) / nt) * kAlign);
+      int c0, c1;
+      threadColumnRange(dim, &c0, &c1);
       if (c0 < c1) {
         const int width = c1 - c0;
         std::vector<double> acc(width, 0.0);

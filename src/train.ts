@@ -16,7 +16,7 @@ import { chooseDevice, native, type NativeModel } from './native.js';
 import { ProgressBar, fmtDuration, formatStep } from './progress.js';
 import { WindowSampler, learningRate } from './sampler.js';
 import { loadRunTokenizer, loadTokenData, runTokenizerFile, shardDirOf, type TokenData } from './traindata.js';
-import type { TokenSequences } from './jsonl.js';
+import { packSequences, type TokenSequences } from './jsonl.js';
 
 export interface MetricRow {
   step: number;
@@ -50,15 +50,11 @@ export function readMetrics(file: string): MetricRow[] {
 
 // A fixed validation set: the first `n` windows of seqLen+1 tokens of the validation streams, in order.
 function validationWindows(d: TokenData, seqLen: number, n: number): TokenSequences {
-  const tokens = new Uint32Array(n * (seqLen + 1));
-  const offsets: number[] = [0];
-  for (const s of d.streams) {
-    for (let off = 0; off + seqLen + 1 <= s.length && offsets.length <= n; off += seqLen) {
-      tokens.set(s.subarray(off, off + seqLen + 1), offsets[offsets.length - 1]);
-      offsets.push(offsets[offsets.length - 1] + seqLen + 1);
-    }
-  }
-  return { tokens: tokens.subarray(0, offsets[offsets.length - 1]), offsets: Uint32Array.from(offsets) };
+  const windows: Uint32Array[] = [];
+  for (const s of d.streams)
+    for (let off = 0; off + seqLen + 1 <= s.length && windows.length < n; off += seqLen)
+      windows.push(s.subarray(off, off + seqLen + 1));
+  return packSequences(windows);
 }
 
 export async function runTrain(cfg: Config, log: (s: string) => void = console.log): Promise<TrainOutcome> {
