@@ -1,0 +1,119 @@
+// lowp.h — bit-exact BF16 and FP8 (E4M3, E5M2) rounding on the CPU, the twin of CUDA's conversions.
+//
+//   * BF16: round-to-nearest-even from FP32 (as __float2bfloat16_rn); NaN stays NaN (quiet).
+//   * FP8 E4M3 ("fn": bias 7, no infinities, max ±448, NaN = 0x7F/0xFF) and
+//     FP8 E5M2 (bias 15, max ±57344, ±inf = 0x7C/0xFC), both round-to-nearest-even with
+//     saturation to the largest finite value (as __nv_cvt_float_to_fp8(x, __NV_SATFINITE, ...) and the
+//     PTX cvt.rn.satfinite): |x| beyond the largest finite value, infinities included, becomes ±max;
+//     NaN becomes NaN; subnormals are kept (E4M3 down to 2^-9, E5M2 down to 2^-16).
+//   * Scaling follows NVIDIA Transformer Engine: q = fp8(x * scale), x ≈ decode(q) * scaleInv with
+//     scaleInv = 1/scale; the recipe that chooses `scale` is in fp8_recipe.h.
+// Header-only and constexpr-free on purpose: the CUDA tests compare GPU bytes against these functions.
+#pragma once
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace ko {
+
+enum class Fp8Format : uint8_t { E4M3 = 0, E5M2 = 1 };
+
+inline uint32_t floatBits(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  return u;
+}
+inline float bitsFloat(uint32_t u) {
+  float x;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
+// ---- BF16 ----------------------------------------------------------------------------------------
+inline uint16_t bf16FromFloat(float x) {
+  uint32_t u = floatBits(x);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);  // NaN: keep sign, force quiet
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return uint16_t(u >> 16);
+}
+inline float floatFromBf16(uint16_t h) { return bitsFloat(uint32_t(h) << 16); }
+inline float roundBf16(float x) { return floatFromBf16(bf16FromFloat(x)); }
+inline void roundBf16InPlace(float* x, size_t n) {
+  for (size_t i = 0; i < n; i++) x[i] = roundBf16(x[i]);
+}
+
+// ---- FP8 -----------------------------------------------------------------------------------------
+struct Fp8Spec {
+  int manBits, bias;
+  float maxFinite;
+  uint8_t nanCode;
+};
+inline Fp8Spec fp8Spec(Fp8Format f) {
+  return f == Fp8Format::E4M3 ? Fp8Spec{3, 7, 448.f, 0x7f} : Fp8Spec{2, 15, 57344.f, 0x7f};
+}
+inline float fp8Max(Fp8Format f) { return fp8Spec(f).maxFinite; }
+
+// Decoded value of an FP8 byte (E4M3 0x7F/0xFF -> NaN; E5M2 0x7C -> inf, 0x7D..0x7F -> NaN).
+inline float fp8ToFloat(uint8_t q, Fp8Format f) {
+  const Fp8Spec s = fp8Spec(f);
+  const bool neg = q & 0x80;
+  const int expBits = 7 - s.manBits;
+  const int e = (q >> s.manBits) & ((1 << expBits) - 1);
+  const int m = q & ((1 << s.manBits) - 1);
+  float v;
+  if (f == Fp8Format::E4M3 && e == 15 && m == 7) {
+    v = NAN;
+  } else if (f == Fp8Format::E5M2 && e == 31) {
+    v = m == 0 ? INFINITY : NAN;
+  } else if (e == 0) {
+    v = std::ldexp(float(m), 1 - s.bias - s.manBits);
+  } else {
+    v = std::ldexp(float((1 << s.manBits) | m), e - s.bias - s.manBits);
+  }
+  return neg ? -v : v;
+}
+
+// Round-to-nearest-even with saturation (see the header comment).
+inline uint8_t fp8FromFloat(float x, Fp8Format f) {
+  const Fp8Spec s = fp8Spec(f);
+  const uint8_t sign = (floatBits(x) >> 24) & 0x80;
+  if (std::isnan(x)) return uint8_t(sign | s.nanCode);
+  float a = std::fabs(x);
+  if (a == 0.f) return sign;
+  const int minNormalExp = 1 - s.bias;
+  int e = std::ilogb(a);  // finite here unless a is inf, handled by the saturation below
+  if (std::isinf(a)) return uint8_t(sign | fp8FromFloat(s.maxFinite, f));
+  if (e < minNormalExp) e = minNormalExp;  // subnormal range: fixed quantum
+  // a / quantum is exact (power-of-two scaling) and nearbyint rounds half to even in the default mode.
+  const int qExp = e - s.manBits;
+  float r = std::ldexp(std::nearbyint(std::ldexp(a, -qExp)), qExp);
+  if (r > s.maxFinite) r = s.maxFinite;
+  if (r == 0.f) return sign;
+  int re = std::ilogb(r);
+  uint8_t bits;
+  if (re < minNormalExp) {
+    bits = uint8_t(std::ldexp(r, s.bias - 1 + s.manBits));  // subnormal: mantissa only
+  } else {
+    const int mant = int(std::ldexp(r, s.manBits - re)) - (1 << s.manBits);
+    bits = uint8_t(((re + s.bias) << s.manBits) | mant);
+  }
+  return uint8_t(sign | bits);
+}
+
+inline float roundFp8(float x, Fp8Format f) { return fp8ToFloat(fp8FromFloat(x, f), f); }
+
+// In place x[i] <- decode(fp8(x[i] * scale)) * scaleInv (fake quantization) and returns max|x[i]| of the
+// input (the amax the delayed-scaling recipe records). The amax ignores NaN, as CUDA's fmaxf does; an
+// infinite amax makes the recipe keep its previous scale.
+inline float fp8QuantizeInPlace(float* x, size_t n, Fp8Format f, float scale, float scaleInv) {
+  float amax = 0.f;
+  for (size_t i = 0; i < n; i++) {
+    const float a = std::fabs(x[i]);
+    if (a > amax) amax = a;
+    x[i] = fp8ToFloat(fp8FromFloat(x[i] * scale, f), f) * scaleInv;
+  }
+  return amax;
+}
+
+}  // namespace ko
