@@ -74,31 +74,34 @@ inline float fp8ToFloat(uint8_t q, Fp8Format f) {
   return neg ? -v : v;
 }
 
-// Round-to-nearest-even with saturation (see the header comment).
+// Round-to-nearest-even with saturation (see the header comment). Bit manipulation rather than
+// ldexp/nearbyint because the CPU emulation casts every weight and activation of a step through it.
 inline uint8_t fp8FromFloat(float x, Fp8Format f) {
   const Fp8Spec s = fp8Spec(f);
-  const uint8_t sign = (floatBits(x) >> 24) & 0x80;
-  if (std::isnan(x)) return uint8_t(sign | s.nanCode);
-  float a = std::fabs(x);
-  if (a == 0.f) return sign;
-  const int minNormalExp = 1 - s.bias;
-  int e = std::ilogb(a);  // finite here unless a is inf, handled by the saturation below
-  if (std::isinf(a)) return uint8_t(sign | fp8FromFloat(s.maxFinite, f));
-  if (e < minNormalExp) e = minNormalExp;  // subnormal range: fixed quantum
-  // a / quantum is exact (power-of-two scaling) and nearbyint rounds half to even in the default mode.
-  const int qExp = e - s.manBits;
-  float r = std::ldexp(std::nearbyint(std::ldexp(a, -qExp)), qExp);
-  if (r > s.maxFinite) r = s.maxFinite;
-  if (r == 0.f) return sign;
-  int re = std::ilogb(r);
-  uint8_t bits;
-  if (re < minNormalExp) {
-    bits = uint8_t(std::ldexp(r, s.bias - 1 + s.manBits));  // subnormal: mantissa only
+  uint32_t u = floatBits(x);
+  const uint8_t sign = uint8_t((u >> 24) & 0x80);
+  u &= 0x7fffffffu;
+  if (u > 0x7f800000u) return uint8_t(sign | s.nanCode);
+  const int shift = 23 - s.manBits;
+  const uint32_t minNormalBits = uint32_t(127 + 1 - s.bias) << 23;  // 2^(1 - bias)
+  uint32_t code;
+  if (u >= minNormalBits) {
+    // Round the FP32 mantissa to manBits bits, ties to even; a carry moves into the exponent as it should.
+    uint32_t r = u + ((1u << (shift - 1)) - 1) + ((u >> shift) & 1u);
+    r &= ~((1u << shift) - 1);
+    const uint32_t maxBits = floatBits(s.maxFinite);
+    if (r > maxBits) r = maxBits;  // saturate (infinity included)
+    code = ((((r >> 23) - 127) + uint32_t(s.bias)) << s.manBits) | ((r >> shift) & ((1u << s.manBits) - 1));
   } else {
-    const int mant = int(std::ldexp(r, s.manBits - re)) - (1 << s.manBits);
-    bits = uint8_t(((re + s.bias) << s.manBits) | mant);
+    // Subnormal range: adding 2^(24 - bias - manBits) makes FP32's own rounding (to nearest even) round to
+    // the FP8 subnormal quantum 2^(1 - bias - manBits); the result is exact after subtracting it back.
+    const float magic = bitsFloat(uint32_t(127 + 24 - s.bias - s.manBits) << 23);
+    volatile float sum = bitsFloat(u) + magic;  // volatile: the compiler must not fold (a + c) - c into a
+    const float r = sum - magic;
+    // r / quantum is 0 .. 2^manBits; 2^manBits is exactly the code of the smallest normal.
+    code = uint32_t(r * bitsFloat(uint32_t(127 + s.bias - 1 + s.manBits) << 23));
   }
-  return uint8_t(sign | bits);
+  return uint8_t(sign | code);
 }
 
 inline float roundFp8(float x, Fp8Format f) { return fp8ToFloat(fp8FromFloat(x, f), f); }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "lowp.h"
 #include "rng.h"
 
 namespace ko {
@@ -147,6 +148,77 @@ Model::Model(const ModelConfig& c, float* params) : cfg_(c), params_(params) {
     layers_.push_back(w);
   }
   invFreq_ = ropeInvFreq(c);
+  const size_t H = c.hiddenSize, QD = size_t(c.numHeads) * c.headDim, KVD = size_t(c.numKvHeads) * c.headDim,
+               F = c.intermediateSize;
+  for (const auto& w : layers_) {
+    if (w.kOff != w.qOff + QD * H || w.vOff != w.kOff + KVD * H) throw std::logic_error("q,k,v not contiguous");
+    sites_.push_back({w.qOff, (QD + 2 * KVD) * H});
+    sites_.push_back({w.oOff, H * QD});
+    sites_.push_back({w.gateUpOff, 2 * F * H});
+    sites_.push_back({w.downOff, H * F});
+  }
+  sites_.push_back({lmHeadOff_, size_t(c.vocabSize) * H});
+}
+
+int numLinearSites(const ModelConfig& c) { return 4 * c.numLayers + 1; }
+
+void Model::setPrecision(const PrecisionOptions& p) {
+  const int n = numLinearSites(cfg_);
+  if (!p.fp8Sites.empty() && int(p.fp8Sites.size()) != n)
+    throw InputError("fp8 site mask has " + std::to_string(p.fp8Sites.size()) + " entries, the model has " +
+                     std::to_string(n) + " linear layers");
+  if (p.recipe.historyLen < 1) throw InputError("train.fp8.amax_history_len must be >= 1");
+  if (p.recipe.margin < 0) throw InputError("train.fp8.margin must be >= 0");
+  prec_ = p;
+  if (prec_.fp8Sites.empty()) prec_.fp8Sites.assign(n, 1);
+  std::vector<Fp8Format> formats;
+  for (int i = 0; i < n; i++)
+    for (Fp8Format f : {Fp8Format::E4M3, Fp8Format::E4M3, Fp8Format::E5M2}) formats.push_back(f);
+  fp8_.init(formats, p.recipe.historyLen);
+  if (!lowp()) {
+    wLow_.clear();
+    embLow_.clear();
+  }
+}
+
+bool Model::siteIsFp8(int site) const {
+  return prec_.precision == Precision::FP8 && site >= 0 && site < int(prec_.fp8Sites.size()) &&
+         prec_.fp8Sites[site] != 0;
+}
+
+void Model::endStep(int64_t step) {
+  if (prec_.precision == Precision::FP8 && !prec_.recipe.currentScaling)
+    fp8_.update(step, prec_.recipe.margin, prec_.recipe.useMax);
+}
+
+void Model::quantize(int site, Fp8Role role, std::initializer_list<std::pair<float*, size_t>> bufs) {
+  const int t = 3 * site + role;
+  const Fp8Format f = Fp8Format(fp8_.formats[t]);
+  if (prec_.recipe.currentScaling) {  // scale from this tensor's own amax, before the cast
+    float amax = 0.f;
+    for (const auto& b : bufs)
+      for (size_t i = 0; i < b.second; i++) amax = std::fmax(amax, std::fabs(b.first[i]));
+    fp8_.scale[t] = fp8ScaleFromAmax(amax, 1.f, f, prec_.recipe.margin);
+    fp8_.scaleInv[t] = 1.f / fp8_.scale[t];
+  }
+  for (const auto& b : bufs) fp8_.record(t, fp8QuantizeInPlace(b.first, b.second, f, fp8_.scale[t], fp8_.scaleInv[t]));
+}
+
+// The weights as the step's GEMMs see them: linears rounded to BF16 or cast to FP8 (with the weight's scale),
+// norms in FP32, and the embedding table in BF16 (its own copy: with tied embeddings the LM head's FP8 cast
+// of the same matrix lives in wLow_).
+void Model::prepareWeights() {
+  wLow_.assign(params_, params_ + nParams_);
+  const size_t embSize = size_t(cfg_.vocabSize) * cfg_.hiddenSize;
+  embLow_.assign(params_ + embedOff_, params_ + embedOff_ + embSize);
+  roundBf16InPlace(embLow_.data(), embSize);
+  for (int s = 0; s < int(sites_.size()); s++) {
+    float* w = wLow_.data() + sites_[s].off;
+    if (siteIsFp8(s))
+      quantize(s, kFp8Weight, {{w, sites_[s].size}});
+    else
+      roundBf16InPlace(w, sites_[s].size);
+  }
 }
 
 void Model::checkTokens(const uint32_t* ids, const int32_t* targets, size_t n) const {
@@ -228,36 +300,66 @@ double Model::forward(const uint32_t* inputs, const int32_t* targets, int B, int
   const float eps = cfg_.rmsNormEps;
   const bool qk = cfg_.type == ModelType::Qwen3;
   const float* P = params_;
+  const size_t QD = size_t(Hq) * D, KVD = size_t(Hkv) * D;
+  if (lowp()) prepareWeights();
+  const int L = cfg_.numLayers;
+  // A linear layer's input under FP8 is cast in place: these buffers feed nothing but the linear(s)
+  // (and their weight gradients), exactly what the GPU keeps in FP8.
+  auto castInput = [&](int site, float* x, size_t n) {
+    if (siteIsFp8(site)) quantize(site, kFp8Input, {{x, n}});
+  };
 
-  embeddingForward(acts_[0].xIn.data(), inputs, P + embedOff_, int(R), H);
-  for (int l = 0; l < cfg_.numLayers; l++) {
+  embeddingForward(acts_[0].xIn.data(), inputs, lowp() ? embLow_.data() : P + embedOff_, int(R), H);
+  for (int l = 0; l < L; l++) {
     LayerActs& a = acts_[l];
     const LayerWeights& w = layers_[l];
-    float* xNext = (l + 1 < cfg_.numLayers) ? acts_[l + 1].xIn.data() : xOut_.data();
+    float* xNext = (l + 1 < L) ? acts_[l + 1].xIn.data() : xOut_.data();
     rmsnormForward(a.ln1.data(), a.rstd1.data(), a.xIn.data(), P + w.inNormOff, int(R), H, eps);
+    act(a.ln1.data(), R * H);
+    castInput(4 * l + 0, a.ln1.data(), R * H);
     float* qOut = qk ? a.qPre.data() : a.q.data();
     float* kOut = qk ? a.kPre.data() : a.k.data();
-    linearForward(qOut, a.ln1.data(), P + w.qOff, int(R), H, Hq * D);
-    linearForward(kOut, a.ln1.data(), P + w.kOff, int(R), H, Hkv * D);
-    linearForward(a.v.data(), a.ln1.data(), P + w.vOff, int(R), H, Hkv * D);
+    linearForward(qOut, a.ln1.data(), weights(w.qOff), int(R), H, Hq * D);
+    linearForward(kOut, a.ln1.data(), weights(w.kOff), int(R), H, Hkv * D);
+    linearForward(a.v.data(), a.ln1.data(), weights(w.vOff), int(R), H, Hkv * D);
+    act(qOut, R * QD);
+    act(kOut, R * KVD);
+    act(a.v.data(), R * KVD);
     if (qk) {  // Qwen3: RMSNorm over head_dim on every head of q and k, before RoPE
       rmsnormForward(a.q.data(), a.qRstd.data(), a.qPre.data(), P + w.qNormOff, int(R) * Hq, D, eps);
       rmsnormForward(a.k.data(), a.kRstd.data(), a.kPre.data(), P + w.kNormOff, int(R) * Hkv, D, eps);
+      act(a.q.data(), R * QD);
+      act(a.k.data(), R * KVD);
     }
     ropeApply(a.q.data(), B, T, Hq, D, Hq * D, invFreq_.data(), 0, false);
     ropeApply(a.k.data(), B, T, Hkv, D, Hkv * D, invFreq_.data(), 0, false);
+    act(a.q.data(), R * QD);
+    act(a.k.data(), R * KVD);
     attentionForward(a.att.data(), a.probs.data(), a.q.data(), a.k.data(), a.v.data(), B, T, Hq, Hkv, D, Hq * D,
                      Hkv * D);
-    linearForward(a.x1.data(), a.att.data(), P + w.oOff, int(R), Hq * D, H);
+    act(a.att.data(), R * QD);
+    castInput(4 * l + 1, a.att.data(), R * QD);
+    linearForward(a.x1.data(), a.att.data(), weights(w.oOff), int(R), Hq * D, H);
+    act(a.x1.data(), R * H);
     addInPlace(a.x1.data(), a.xIn.data(), R * H);
+    act(a.x1.data(), R * H);
     rmsnormForward(a.ln2.data(), a.rstd2.data(), a.x1.data(), P + w.postNormOff, int(R), H, eps);
-    linearForward(a.gateUp.data(), a.ln2.data(), P + w.gateUpOff, int(R), H, 2 * F);
+    act(a.ln2.data(), R * H);
+    castInput(4 * l + 2, a.ln2.data(), R * H);
+    linearForward(a.gateUp.data(), a.ln2.data(), weights(w.gateUpOff), int(R), H, 2 * F);
+    act(a.gateUp.data(), R * 2 * F);
     swigluForward(a.h.data(), a.gateUp.data(), int(R), F);
-    linearForward(xNext, a.h.data(), P + w.downOff, int(R), F, H);
+    act(a.h.data(), R * F);
+    castInput(4 * l + 3, a.h.data(), R * F);
+    linearForward(xNext, a.h.data(), weights(w.downOff), int(R), F, H);
+    act(xNext, R * H);
     addInPlace(xNext, a.x1.data(), R * H);
+    act(xNext, R * H);
   }
   rmsnormForward(lnf_.data(), rstdf_.data(), xOut_.data(), P + normOff_, int(R), H, eps);
-  linearForward(logits_.data(), lnf_.data(), P + lmHeadOff_, int(R), H, V);
+  act(lnf_.data(), R * H);
+  castInput(4 * L, lnf_.data(), R * H);
+  linearForward(logits_.data(), lnf_.data(), weights(lmHeadOff_), int(R), H, V);  // logits stay FP32
   std::vector<float> losses(R);
   double sum = crossEntropyForward(losses.data(), logits_.data(), targets, int(R), V);
   int64_t n = 0;
@@ -274,28 +376,63 @@ void Model::backward(float* G, float dlossScale) {
             F = cfg_.intermediateSize, V = cfg_.vocabSize;
   const bool qk = cfg_.type == ModelType::Qwen3;
   const float* P = params_;
+  const size_t QD = size_t(Hq) * D, KVD = size_t(Hkv) * D;
+  const int L = cfg_.numLayers;
+  // Output gradients are BF16, then E5M2 (one scale per site) where the site is FP8.
+  auto castGrad = [&](int site, std::initializer_list<std::pair<float*, size_t>> bufs) {
+    if (siteIsFp8(site)) quantize(site, kFp8Grad, bufs);
+  };
 
   crossEntropyBackward(logits_.data(), targets_.data(), int(R), V, dlossScale);  // logits_ now holds dlogits
-  linearBackward(dln_.data(), G + lmHeadOff_, logits_.data(), lnf_.data(), P + lmHeadOff_, int(R), H, V);
+  act(logits_.data(), R * V);
+  castGrad(4 * L, {{logits_.data(), R * V}});
+  linearBackward(dln_.data(), G + lmHeadOff_, logits_.data(), lnf_.data(), weights(lmHeadOff_), int(R), H, V);
+  act(dln_.data(), R * H);
   rmsnormBackward(dx_.data(), G + normOff_, dln_.data(), xOut_.data(), P + normOff_, rstdf_.data(), int(R), H);
+  act(dx_.data(), R * H);
 
   // dx_ holds dLoss/d(output of layer l) on entry to each iteration.
-  for (int l = cfg_.numLayers - 1; l >= 0; l--) {
+  for (int l = L - 1; l >= 0; l--) {
     LayerActs& a = acts_[l];
     const LayerWeights& w = layers_[l];
-    // MLP branch: out = x1 + down(swiglu(gate_up(ln2(x1))))
-    linearBackward(dh_.data(), G + w.downOff, dx_.data(), a.h.data(), P + w.downOff, int(R), F, H);
+    // MLP branch: out = x1 + down(swiglu(gate_up(ln2(x1)))). dx_ is also the residual's gradient, so the
+    // down projection gets its FP8 copy in dtmp_.
+    float* dDown = dx_.data();
+    if (siteIsFp8(4 * l + 3)) {
+      std::copy(dx_.begin(), dx_.begin() + R * H, dtmp_.begin());
+      dDown = dtmp_.data();
+      castGrad(4 * l + 3, {{dDown, R * H}});
+    }
+    linearBackward(dh_.data(), G + w.downOff, dDown, a.h.data(), weights(w.downOff), int(R), F, H);
+    act(dh_.data(), R * F);
     swigluBackward(dgu_.data(), dh_.data(), a.gateUp.data(), int(R), F);
-    linearBackward(dln_.data(), G + w.gateUpOff, dgu_.data(), a.ln2.data(), P + w.gateUpOff, int(R), H, 2 * F);
+    act(dgu_.data(), R * 2 * F);
+    castGrad(4 * l + 2, {{dgu_.data(), R * 2 * F}});
+    linearBackward(dln_.data(), G + w.gateUpOff, dgu_.data(), a.ln2.data(), weights(w.gateUpOff), int(R), H, 2 * F);
+    act(dln_.data(), R * H);
     rmsnormBackward(dtmp_.data(), G + w.postNormOff, dln_.data(), a.x1.data(), P + w.postNormOff, a.rstd2.data(),
                     int(R), H);
+    act(dtmp_.data(), R * H);
     addInPlace(dx_.data(), dtmp_.data(), R * H);  // dx_ = dLoss/dx1
+    act(dx_.data(), R * H);
     // Attention branch: x1 = xIn + o(attn(rope(q), rope(k), v))
-    linearBackward(datt_.data(), G + w.oOff, dx_.data(), a.att.data(), P + w.oOff, int(R), Hq * D, H);
+    float* dO = dx_.data();
+    if (siteIsFp8(4 * l + 1)) {
+      std::copy(dx_.begin(), dx_.begin() + R * H, dtmp_.begin());
+      dO = dtmp_.data();
+      castGrad(4 * l + 1, {{dO, R * H}});
+    }
+    linearBackward(datt_.data(), G + w.oOff, dO, a.att.data(), weights(w.oOff), int(R), Hq * D, H);
+    act(datt_.data(), R * QD);
     attentionBackward(dq_.data(), dk_.data(), dv_.data(), datt_.data(), a.probs.data(), a.q.data(), a.k.data(),
                       a.v.data(), B, T, Hq, Hkv, D, Hq * D, Hkv * D);
+    act(dq_.data(), R * QD);
+    act(dk_.data(), R * KVD);
+    act(dv_.data(), R * KVD);
     ropeApply(dq_.data(), B, T, Hq, D, Hq * D, invFreq_.data(), 0, true);
     ropeApply(dk_.data(), B, T, Hkv, D, Hkv * D, invFreq_.data(), 0, true);
+    act(dq_.data(), R * QD);
+    act(dk_.data(), R * KVD);
     const float* qIn = a.ln1.data();
     float* dqProj = dq_.data();  // gradient w.r.t. the q/k projections' outputs
     float* dkProj = dk_.data();
@@ -306,17 +443,23 @@ void Model::backward(float* G, float dlossScale) {
                       int(R) * Hkv, D);
       dqProj = dqPre_.data();
       dkProj = dkPre_.data();
+      act(dqProj, R * QD);
+      act(dkProj, R * KVD);
     }
+    castGrad(4 * l + 0, {{dqProj, R * QD}, {dkProj, R * KVD}, {dv_.data(), R * KVD}});
     // dLn1 = dq Wq + dk Wk + dv Wv; weight gradients accumulate.
-    linearBackward(nullptr, G + w.qOff, dqProj, qIn, P + w.qOff, int(R), H, Hq * D);
-    linearBackward(nullptr, G + w.kOff, dkProj, qIn, P + w.kOff, int(R), H, Hkv * D);
-    linearBackward(nullptr, G + w.vOff, dv_.data(), qIn, P + w.vOff, int(R), H, Hkv * D);
-    gemm(false, false, int(R), H, Hq * D, 1.f, dqProj, Hq * D, P + w.qOff, H, 0.f, dln_.data(), H);
-    gemm(false, false, int(R), H, Hkv * D, 1.f, dkProj, Hkv * D, P + w.kOff, H, 1.f, dln_.data(), H);
-    gemm(false, false, int(R), H, Hkv * D, 1.f, dv_.data(), Hkv * D, P + w.vOff, H, 1.f, dln_.data(), H);
+    linearBackward(nullptr, G + w.qOff, dqProj, qIn, weights(w.qOff), int(R), H, Hq * D);
+    linearBackward(nullptr, G + w.kOff, dkProj, qIn, weights(w.kOff), int(R), H, Hkv * D);
+    linearBackward(nullptr, G + w.vOff, dv_.data(), qIn, weights(w.vOff), int(R), H, Hkv * D);
+    gemm(false, false, int(R), H, Hq * D, 1.f, dqProj, Hq * D, weights(w.qOff), H, 0.f, dln_.data(), H);
+    gemm(false, false, int(R), H, Hkv * D, 1.f, dkProj, Hkv * D, weights(w.kOff), H, 1.f, dln_.data(), H);
+    gemm(false, false, int(R), H, Hkv * D, 1.f, dv_.data(), Hkv * D, weights(w.vOff), H, 1.f, dln_.data(), H);
+    act(dln_.data(), R * H);
     rmsnormBackward(dtmp_.data(), G + w.inNormOff, dln_.data(), a.xIn.data(), P + w.inNormOff, a.rstd1.data(),
                     int(R), H);
+    act(dtmp_.data(), R * H);
     addInPlace(dx_.data(), dtmp_.data(), R * H);  // dx_ = dLoss/dxIn
+    act(dx_.data(), R * H);
   }
   embeddingBackward(G + embedOff_, inputs_.data(), dx_.data(), int(R), H);
 }
@@ -431,6 +574,7 @@ TrainStepResult trainStep(Model& model, float* grads, float* m, float* v, const 
   for (const auto& p : paramLayout(model.config()))
     adamwUpdate(model.params() + p.offset, grads + p.offset, m + p.offset, v + p.offset, p.size, o.adam,
                 p.decay ? o.weightDecay : 0.f, scale);
+  model.endStep(o.adam.step - 1);
   return r;
 }
 

@@ -4,10 +4,13 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "fp8_recipe.h"
 #include "ops.h"
 
 namespace ko {
@@ -48,6 +51,22 @@ double forwardFlopsPerToken(const ModelConfig& c, int T);
 // Normal(0, std) for matrices, 1 for norm weights; deterministic in seed.
 void initParams(const ModelConfig& c, float* params, uint64_t seed, float std = 0.02f);
 
+// Numerics of the forward and backward passes (see README "Precision"): FP32 everywhere, or BF16 activations
+// with linears in BF16 or FP8 (E4M3 inputs and weights, E5M2 output gradients, per-tensor scales).
+// The CPU emulates the rounding of the CUDA path exactly (lowp.h); master weights stay FP32 either way.
+enum class Precision { FP32 = 0, BF16 = 1, FP8 = 2 };
+
+// The linear layers ("sites") in a fixed order: layer l has 4*l + {0 qkv (q,k,v fused), 1 o_proj,
+// 2 gate_up (gate,up fused), 3 down_proj}; site 4*numLayers is the LM head. Each FP8 site scales three
+// tensors: 3*site + {0 input (E4M3), 1 weight (E4M3), 2 output gradient (E5M2)}.
+int numLinearSites(const ModelConfig& c);
+enum Fp8Role { kFp8Input = 0, kFp8Weight = 1, kFp8Grad = 2 };
+struct PrecisionOptions {
+  Precision precision = Precision::FP32;
+  Fp8Recipe recipe{};
+  std::vector<uint8_t> fp8Sites;  // numLinearSites entries, 1 = FP8 (0 = kept in BF16); empty = all FP8
+};
+
 class Model {
  public:
   Model(const ModelConfig& c, float* params);
@@ -63,6 +82,15 @@ class Model {
   // Accumulates d(dlossScale * summed loss)/d(params) into grads (same layout as params).
   void backward(float* grads, float dlossScale);
 
+  // Precision of forward()/backward() (decoding always runs in FP32). Resets the FP8 scaling state.
+  void setPrecision(const PrecisionOptions& p);
+  const PrecisionOptions& precision() const { return prec_; }
+  bool siteIsFp8(int site) const;
+  // FP8 per-tensor scaling state (3 tensors per site), checkpointed by the caller for exact resume.
+  Fp8ScalingState& fp8State() { return fp8_; }
+  // Ends optimizer step `step` (0-based): the FP8 delayed-scaling update. No-op unless precision is FP8.
+  void endStep(int64_t step);
+
   // KV-cache decoding, one token at a time (batch 1).
   void decodeReset(int maxT);
   const float* decodeStep(uint32_t token, int pos);  // logits [vocab]
@@ -73,6 +101,14 @@ class Model {
     size_t inNormOff, qOff, kOff, vOff, qNormOff, kNormOff, oOff, postNormOff, gateUpOff, downOff;
   };
   void ensureActivations(int B, int T);
+  bool lowp() const { return prec_.precision != Precision::FP32; }
+  void act(float* x, size_t n) const {  // activations and their gradients are BF16 under lowp precision
+    if (lowp()) roundBf16InPlace(x, n);
+  }
+  void prepareWeights();
+  // FP8 sites: fake-quantizes the buffers (one shared scale) in place for tensor 3*site + role.
+  void quantize(int site, Fp8Role role, std::initializer_list<std::pair<float*, size_t>> bufs);
+  const float* weights(size_t off) const { return (lowp() ? wLow_.data() : params_) + off; }
   void checkTokens(const uint32_t* ids, const int32_t* targets, size_t n) const;
 
   ModelConfig cfg_;
@@ -81,6 +117,14 @@ class Model {
   std::vector<LayerWeights> layers_;
   size_t embedOff_, normOff_, lmHeadOff_;
   std::vector<float> invFreq_;
+
+  PrecisionOptions prec_;
+  Fp8ScalingState fp8_;
+  std::vector<float> wLow_, embLow_;  // BF16/FP8-rounded weights (lowp only), refreshed every forward()
+  struct Site {
+    size_t off, size;
+  };
+  std::vector<Site> sites_;
 
   // Activations kept for backward (sized for capB_ x capT_).
   int B_ = 0, T_ = 0, capRows_ = 0, capB_ = 0, capT_ = 0;
