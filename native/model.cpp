@@ -95,7 +95,7 @@ void initParams(const ModelConfig& c, float* params, uint64_t seed, float std) {
   }
 }
 
-static std::vector<float> ropeInvFreq(const ModelConfig& c) {
+std::vector<float> ropeInvFreq(const ModelConfig& c) {
   const int half = c.headDim / 2;
   std::vector<float> f(half);
   for (int i = 0; i < half; i++) {
@@ -198,7 +198,7 @@ void Model::quantize(int site, Fp8Role role, std::initializer_list<std::pair<flo
     float amax = 0.f;
     for (const auto& b : bufs)
       for (size_t i = 0; i < b.second; i++) amax = std::fmax(amax, std::fabs(b.first[i]));
-    fp8_.scale[t] = fp8ScaleFromAmax(amax, 1.f, f, prec_.recipe.margin);
+    fp8_.scale[t] = fp8ScaleFromAmax(amax, fp8_.scale[t], f, prec_.recipe.margin);
     fp8_.scaleInv[t] = 1.f / fp8_.scale[t];
   }
   for (const auto& b : bufs) fp8_.record(t, fp8QuantizeInPlace(b.first, b.second, f, fp8_.scale[t], fp8_.scaleInv[t]));

@@ -48,6 +48,9 @@ size_t paramCount(const ModelConfig& c);
 // forward+backward is the usual MFU convention; the embedding lookup is not counted).
 double forwardFlopsPerToken(const ModelConfig& c, int T);
 
+// RoPE inverse frequencies [head_dim / 2] (with Llama 3.1 rope_scaling when set), in FP32.
+std::vector<float> ropeInvFreq(const ModelConfig& c);
+
 // Normal(0, std) for matrices, 1 for norm weights; deterministic in seed.
 void initParams(const ModelConfig& c, float* params, uint64_t seed, float std = 0.02f);
 

@@ -16,6 +16,16 @@ export interface TrainerState {
   tokens_seen: number;
   tokenizer_hash: string | null;
   data_windows: number; // windows in an epoch when the checkpoint was written (resume checks it)
+  precision?: string; // the precision the run trained in (FP8 scaling state is stored when fp8)
+}
+
+// FP8 delayed-scaling state (3 tensors per linear layer), kept beside the optimizer moments.
+export interface Fp8Tensors {
+  scale: Float32Array;
+  scaleInv: Float32Array;
+  amaxCur: Float32Array;
+  history: Float32Array;
+  historyLen: number;
 }
 
 export function stepDirName(step: number): string {
@@ -137,6 +147,7 @@ export interface SaveArgs {
   params: Float32Array;
   m: Float32Array;
   v: Float32Array;
+  fp8?: Fp8Tensors | null;
   state: TrainerState;
   tokenizerFile: string | null;
   eosId: number | null;
@@ -157,6 +168,14 @@ export function saveCheckpoint(a: SaveArgs): string {
   writeSafetensors(path.join(tmp, 'optimizer.safetensors'), [
     ...tensorsOf(a.layout, a.m, 'exp_avg.'),
     ...tensorsOf(a.layout, a.v, 'exp_avg_sq.'),
+    ...(a.fp8
+      ? [
+          { name: 'fp8.scale', shape: [a.fp8.scale.length], data: a.fp8.scale },
+          { name: 'fp8.scale_inv', shape: [a.fp8.scaleInv.length], data: a.fp8.scaleInv },
+          { name: 'fp8.amax_current', shape: [a.fp8.amaxCur.length], data: a.fp8.amaxCur },
+          { name: 'fp8.amax_history', shape: [a.fp8.historyLen, a.fp8.scale.length], data: a.fp8.history },
+        ]
+      : []),
   ]);
   if (a.tokenizerFile) fs.copyFileSync(a.tokenizerFile, path.join(tmp, 'tokenizer.json'));
   fs.writeFileSync(path.join(tmp, 'trainer_state.json'), JSON.stringify(a.state, null, 2));
@@ -197,5 +216,16 @@ export function loadTrainerState(dir: string, layout: ParamInfo[], total: number
     m.set(readTensorF32(f, 'exp_avg.' + p.name), p.offset);
     v.set(readTensorF32(f, 'exp_avg_sq.' + p.name), p.offset);
   }
-  return { state, m, v };
+  let fp8: Fp8Tensors | null = null;
+  if (f.names.includes('fp8.scale')) {
+    const hist = f.info('fp8.amax_history');
+    fp8 = {
+      scale: readTensorF32(f, 'fp8.scale'),
+      scaleInv: readTensorF32(f, 'fp8.scale_inv'),
+      amaxCur: readTensorF32(f, 'fp8.amax_current'),
+      history: readTensorF32(f, 'fp8.amax_history'),
+      historyLen: hist.shape[0],
+    };
+  }
+  return { state, m, v, fp8 };
 }

@@ -3,7 +3,7 @@
 import yargs, { type Argv, type ArgumentsCamelCase } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { benchTrain } from './bench.js';
+import { benchTrain, formatTrainBench } from './bench.js';
 import { doctor, formatDoctor } from './doctor.js';
 import { evaluateCheckpoint } from './evaluate.js';
 import { generate } from './generate.js';
@@ -109,7 +109,7 @@ export async function main(args = hideBin(process.argv)): Promise<void> {
     )
     .command(
       'bench <what>',
-      'benchmarks: `bench train` times training steps and compares with the SGEMM rate',
+      'benchmarks: `bench train` times training steps (CUDA: BF16 and FP8 side by side, with MFU; CPU: against SGEMM)',
       (y) =>
         withConfig(y)
           .positional('what', { choices: ['train'] as const, describe: 'what to benchmark' })
@@ -119,13 +119,7 @@ export async function main(args = hideBin(process.argv)): Promise<void> {
       async (argv) => {
         const cfg = configFrom(argv as Args);
         const r = await benchTrain(cfg, argv.steps, argv.warmup, argv.json ? () => {} : console.log);
-        if (argv.json) console.log(JSON.stringify(r));
-        else
-          console.log(
-            `${r.model_type} ${(r.params / 1e6).toFixed(1)} M params, batch ${r.batch_size} x ${r.seq_len}, ${r.threads} threads, GEMM ${r.gemm_backend}\n` +
-              `  ${r.tokens_per_s.toFixed(0)} tokens/s | ${r.ms_per_step.toFixed(0)} ms/step | ${r.achieved_gflops.toFixed(1)} GFLOP/s achieved | ` +
-              `SGEMM ${r.sgemm_gflops.toFixed(1)} GFLOP/s | ratio ${(100 * r.ratio_to_sgemm).toFixed(1)}%`,
-          );
+        console.log(argv.json ? JSON.stringify(r) : formatTrainBench(r));
       },
     )
     .command(

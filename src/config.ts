@@ -78,6 +78,18 @@ const ModelSchema = z
   })
   .strict();
 
+// FP8 scaling, as Transformer Engine's DelayedScaling (see README "Precision").
+const Fp8Schema = z
+  .object({
+    scaling: z.enum(['delayed', 'current']).default('delayed'),
+    amax_history_len: positiveInt.default(1024),
+    amax_compute_algo: z.enum(['max', 'most_recent']).default('max'),
+    margin: nonNegInt.default(0),
+    // Linear layers kept in BF16: substrings of their weights' names, e.g. lm_head, layers.0., down_proj.
+    exclude: z.array(z.string().min(1)).default([]),
+  })
+  .strict();
+
 const TrainSchema = z
   .object({
     steps: positiveInt.default(100),
@@ -93,7 +105,9 @@ const TrainSchema = z
     beta2: unit.default(0.95),
     eps: z.number().positive().default(1e-8),
     grad_clip: z.number().nonnegative().default(1.0),
-    precision: z.enum(['fp32', 'bf16', 'fp8']).default('fp32'),
+    // auto = bf16 on CUDA, fp32 on the CPU. bf16/fp8 on the CPU emulate the GPU's rounding exactly (slower).
+    precision: z.enum(['auto', 'fp32', 'bf16', 'fp8']).default('auto'),
+    fp8: Fp8Schema.default(Fp8Schema.parse({})),
     shuffle: z.boolean().default(true),
     log_every: positiveInt.default(10),
     eval_every: nonNegInt.default(0),

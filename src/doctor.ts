@@ -38,5 +38,6 @@ export function formatDoctor(r: DoctorReport): string {
         `${d.multiprocessors} SMs | BF16 ${d.bf16 ? 'yes' : 'no'} | FP8 ${d.fp8 ? 'yes' : 'no (needs compute 8.9+)'}`,
     );
   if (r.cuda.built && r.cuda.devices.length === 0 && !r.cuda.error) lines.push('GPU         none found');
+  if (r.cuda.built) lines.push(`cuBLASLt    ${r.cuda.cublasLt ?? `not loaded: ${r.cuda.cublasLtError}`}`);
   return lines.join('\n');
 }

@@ -39,6 +39,11 @@ export interface NativeModel {
   gradients(): Float32Array;
   decodeReset(maxTokens: number): void;
   decodeStep(token: number, pos: number): Float32Array;
+  setPrecision(o: PrecisionOptions): void;
+  useDevice(index: number): { name: string; bytes: number };
+  syncToHost(): void;
+  fp8State(): Fp8State;
+  setFp8State(s: Omit<Fp8State, 'historyLen'>): void;
 }
 
 export interface CudaInfo {
@@ -56,6 +61,25 @@ export interface CudaInfo {
     fp8: boolean;
     bf16: boolean;
   }>;
+  cublasLt?: string | null;
+  cublasLtError?: string | null;
+}
+
+export interface PrecisionOptions {
+  precision: 'fp32' | 'bf16' | 'fp8';
+  historyLen: number;
+  margin: number;
+  amaxAlgo: 'max' | 'most_recent';
+  currentScaling: boolean;
+  fp8Sites?: Uint8Array;
+}
+
+export interface Fp8State {
+  historyLen: number;
+  scale: Float32Array;
+  scaleInv: Float32Array;
+  amaxCur: Float32Array;
+  history: Float32Array;
 }
 
 export interface NativeAddon {
@@ -101,16 +125,44 @@ export function loadedAddonFile(): string | null {
   return loaded?.file ?? null;
 }
 
-// Chooses where training runs. This release trains on the CPU; CUDA builds report their GPUs (doctor) and
-// run the CUDA self-test, and GPU training arrives with the CUDA backend.
-export function chooseDevice(requested: string): { device: 'cpu'; reason: string } {
+export type DeviceChoice =
+  | { device: 'cpu'; reason: string }
+  | { device: 'cuda'; index: number; name: string; fp8: boolean; reason: string };
+
+// Chooses where training runs: run.device (or KO_TRAIN_BACKEND=cpu|cuda|auto) against what the addon was
+// built with and the GPUs it sees. auto takes GPU 0 when it has BF16 tensor cores (compute 8.0+), else the CPU.
+export function chooseDevice(requested: string, info: CudaInfo = native().cudaInfo()): DeviceChoice {
   const env = process.env.KO_TRAIN_BACKEND;
   const want = env && env !== 'auto' ? env : requested;
-  if (want === 'cpu') return { device: 'cpu', reason: env ? 'KO_TRAIN_BACKEND=cpu' : 'run.device: cpu' };
-  if (want.startsWith('cuda'))
-    throw new Error(
-      `run.device '${want}': GPU training is not available in this version of ko-train (the CUDA build only ` +
-        `provides device queries and a kernel self-test so far); use run.device: cpu or auto`,
-    );
-  return { device: 'cpu', reason: 'auto: GPU training is not available in this version, using the CPU' };
+  const why = env && env !== 'auto' ? `KO_TRAIN_BACKEND=${env}` : `run.device: ${requested}`;
+  if (want === 'cpu') return { device: 'cpu', reason: why };
+  const usable = info.devices.filter((d) => Number(d.computeCapability) >= 8);
+  if (want.startsWith('cuda')) {
+    if (!info.built)
+      throw new Error(`${why}: this build of ko-train has no CUDA support (built without nvcc); rebuild it on a ` +
+        `machine with the CUDA toolkit (npm rebuild ko-train), or use run.device: cpu`);
+    if (info.devices.length === 0) throw new Error(`${why}: no CUDA device found (${info.error ?? 'none visible'})`);
+    const index = want === 'cuda' ? 0 : Number(want.slice(5));
+    const d = info.devices[index];
+    if (!d) throw new Error(`${why}: there is no device ${index}; this machine has ${info.devices.length} (cuda:0..cuda:${info.devices.length - 1})`);
+    if (Number(d.computeCapability) < 8)
+      throw new Error(`${why}: ${d.name} has compute capability ${d.computeCapability}; ko-train's CUDA backend needs 8.0+ (Ampere or newer)`);
+    return { device: 'cuda', index, name: d.name, fp8: d.fp8, reason: why };
+  }
+  if (!info.built) return { device: 'cpu', reason: 'auto: this build has no CUDA support' };
+  if (usable.length === 0)
+    return { device: 'cpu', reason: `auto: ${info.devices.length ? 'no GPU with compute capability 8.0+' : `no CUDA device (${info.error ?? 'none visible'})`}` };
+  const d = usable[0];
+  return { device: 'cuda', index: d.index, name: d.name, fp8: d.fp8, reason: `auto: ${d.name}` };
+}
+
+// train.precision on the chosen device: auto = bf16 on CUDA, fp32 on the CPU; fp8 on a GPU without FP8
+// tensor cores falls back to bf16 and says so.
+export function resolvePrecision(requested: string, dev: DeviceChoice): { precision: 'fp32' | 'bf16' | 'fp8'; note: string | null } {
+  if (requested === 'auto') return { precision: dev.device === 'cuda' ? 'bf16' : 'fp32', note: null };
+  if (dev.device === 'cuda' && requested === 'fp32')
+    throw new Error('train.precision fp32 runs on the CPU only; on CUDA use bf16 or fp8 (or run.device: cpu)');
+  if (dev.device === 'cuda' && requested === 'fp8' && !dev.fp8)
+    return { precision: 'bf16', note: `${dev.name} has no FP8 tensor cores (compute 8.9+ needed): training in BF16 instead of FP8` };
+  return { precision: requested as 'fp32' | 'bf16' | 'fp8', note: null };
 }

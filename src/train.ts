@@ -2,6 +2,7 @@
 // chooses batches, the learning rate, logging, evaluation and checkpoints.
 import fs from 'node:fs';
 import path from 'node:path';
+import type { Fp8Tensors } from './checkpoint.js';
 import { configToYaml, resolveModel, type Config, type ResolvedModel } from './config.js';
 import {
   latestCheckpoint,
@@ -12,7 +13,9 @@ import {
   saveCheckpoint,
   type TrainerState,
 } from './checkpoint.js';
-import { chooseDevice, native, type NativeModel } from './native.js';
+import { chooseDevice, native, resolvePrecision, type NativeModel } from './native.js';
+import { precisionOptions } from './precision.js';
+import { peakBf16Flops } from './gpu_peaks.js';
 import { ProgressBar, fmtDuration, formatStep } from './progress.js';
 import { WindowSampler, learningRate } from './sampler.js';
 import { loadRunTokenizer, loadTokenData, runTokenizerFile, shardDirOf, type TokenData } from './traindata.js';
@@ -60,9 +63,9 @@ function validationWindows(d: TokenData, seqLen: number, n: number): TokenSequen
 export async function runTrain(cfg: Config, log: (s: string) => void = console.log): Promise<TrainOutcome> {
   const addon = native();
   const threads = addon.setThreads(cfg.run.threads);
-  const dev = chooseDevice(cfg.run.device);
-  if (cfg.train.precision !== 'fp32')
-    throw new Error(`train.precision '${cfg.train.precision}' needs the CUDA backend, which this version does not have; use fp32`);
+  const dev = chooseDevice(cfg.run.device, addon.cudaInfo());
+  const prec = resolvePrecision(cfg.train.precision, dev);
+  if (prec.note) log(prec.note);
   const outDir = cfg.run.out_dir;
   fs.mkdirSync(outDir, { recursive: true });
   fs.writeFileSync(path.join(outDir, 'config.yaml'), configToYaml(cfg));
@@ -98,10 +101,12 @@ export async function runTrain(cfg: Config, log: (s: string) => void = console.l
     );
   let params: Float32Array, m: Float32Array, v: Float32Array;
   let startStep = 0, tokensSeen = 0;
+  let fp8Saved: Fp8Tensors | null = null;
   if (latest) {
     params = loadWeights(latest.dir, layout, total);
     const st = loadTrainerState(latest.dir, layout, total);
     ({ m, v } = st);
+    fp8Saved = st.fp8;
     startStep = st.state.step;
     tokensSeen = st.state.tokens_seen;
     if (st.state.seed !== cfg.run.seed) throw new Error(`${latest.dir}: written with run.seed ${st.state.seed}, not ${cfg.run.seed}`);
@@ -120,6 +125,18 @@ export async function runTrain(cfg: Config, log: (s: string) => void = console.l
 
   const net: NativeModel = new addon.Model(model, params);
   net.attachOptimizer(m, v);
+  net.setPrecision(precisionOptions(cfg, prec.precision, model));
+  if (prec.precision === 'fp8' && fp8Saved) {
+    if (fp8Saved.historyLen !== cfg.train.fp8.amax_history_len)
+      throw new Error(`${latest?.dir}: FP8 amax history of ${fp8Saved.historyLen} steps, but train.fp8.amax_history_len is ${cfg.train.fp8.amax_history_len}`);
+    net.setFp8State(fp8Saved);
+  }
+  let deviceNote = `${threads} threads, GEMM ${addon.buildInfo().gemm}`;
+  if (dev.device === 'cuda') {
+    const d = net.useDevice(dev.index);
+    deviceNote = `${d.name}, ${(d.bytes / 2 ** 30).toFixed(2)} GiB of weights and optimizer state`;
+  }
+  const peak = dev.device === 'cuda' ? peakBf16Flops(dev.name) : null;
   net.attachData(data.streams);
   const sampler = new WindowSampler(data.streams.map((s) => s.length), T, cfg.run.seed, cfg.train.shuffle);
   if (sampler.numWindows === 0)
@@ -143,7 +160,7 @@ export async function runTrain(cfg: Config, log: (s: string) => void = console.l
   log(
     `model ${model.model_type}: ${(stats.params / 1e6).toFixed(2)} M params, vocab ${model.vocab_size} | ` +
       `data ${data.source}: ${sampler.numWindows} windows of ${T + 1} tokens | device ${dev.device} (${dev.reason}), ` +
-      `${threads} threads, GEMM ${addon.buildInfo().gemm}`,
+      `${deviceNote} | precision ${prec.precision}`,
   );
 
   let firstEval: number | null = null;
@@ -163,10 +180,13 @@ export async function runTrain(cfg: Config, log: (s: string) => void = console.l
     tokens_seen: tokensSeen,
     tokenizer_hash: hash,
     data_windows: sampler.numWindows,
+    precision: prec.precision,
   });
   const save = (step: number) => {
+    net.syncToHost(); // GPU weights, moments and FP8 state into params/m/v
+    const fp8 = prec.precision === 'fp8' ? net.fp8State() : null;
     const dir = saveCheckpoint({
-      outDir, step, model, layout, params, m, v, state: state(step), tokenizerFile,
+      outDir, step, model, layout, params, m, v, fp8, state: state(step), tokenizerFile,
       eosId: tokenizer?.eosId ?? null, bosId: tokenizer?.bosId ?? null,
     });
     pruneCheckpoints(outDir, cfg.train.keep_checkpoints);
@@ -198,7 +218,9 @@ export async function runTrain(cfg: Config, log: (s: string) => void = console.l
     const tokPerS = (r.tokens * 1000) / Math.max(1, ms);
     if (!Number.isFinite(r.loss)) throw new Error(`step ${step}: loss is ${r.loss}; lower train.lr or check the data`);
     const row: MetricRow = { step, loss: r.loss, lr, grad_norm: r.gradNorm, ms, tokens_per_s: tokPerS, tokens: tokensSeen };
-    const line = formatStep({ step, steps, loss: r.loss, gradNorm: r.gradNorm, lr, ms, tokPerS, mfu: null });
+    const mfu = peak ? (tokPerS * trainFlopsPerToken) / peak : null;
+    if (mfu !== null) row.mfu = mfu;
+    const line = formatStep({ step, steps, loss: r.loss, gradNorm: r.gradNorm, lr, ms, tokPerS, mfu });
     if (cfg.train.eval_every > 0 && step % cfg.train.eval_every === 0 && step !== steps) {
       const e = await evaluate();
       if (e !== null) row.eval_loss = lastEval = e;

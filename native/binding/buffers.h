@@ -21,6 +21,11 @@ struct TypedArrayKind<uint32_t> {
   static constexpr const char* name = "Uint32Array";
 };
 template <>
+struct TypedArrayKind<uint8_t> {
+  static constexpr napi_typedarray_type type = napi_uint8_array;
+  static constexpr const char* name = "Uint8Array";
+};
+template <>
 struct TypedArrayKind<int32_t> {
   static constexpr napi_typedarray_type type = napi_int32_array;
   static constexpr const char* name = "Int32Array";

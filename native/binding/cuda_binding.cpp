@@ -2,7 +2,9 @@
 //
 //   cudaInfo() → { built, runtimeVersion, driverVersion, error: string|null,
 //                  devices: [{ index, name, computeCapability: "9.0", totalMemoryBytes, freeMemoryBytes,
-//                              multiprocessors, fp8, bf16 }] }
+//                              multiprocessors, fp8, bf16 }],
+//                  cublasLt: string|null (e.g. "cuBLASLt 13.0.2 (libcublasLt.so.13)"),
+//                  cublasLtError: string|null (why it could not be loaded, and how to install it) }
 //   cudaAdamwSelfTest(n = 2^20 + 3, seed = 1234) → { ok, relErr, error: string|null }
 //     (throws when the addon was built without CUDA)
 #include "cuda_binding.h"
@@ -12,6 +14,7 @@
 
 #ifdef KO_CUDA
 #include "cuda_api.h"
+#include "kernels.h"
 #endif
 
 namespace kob {
@@ -46,12 +49,18 @@ Napi::Value CudaInfo(const Napi::CallbackInfo& info) {
     arr.Set(uint32_t(i), o);
   }
   out.Set("devices", arr);
+  const std::string ltError = ko::cuda::cublasLtLoad();
+  out.Set("cublasLt", ltError.empty() ? Napi::Value(Napi::String::New(env, ko::cuda::cublasLtDescription()))
+                                      : env.Null());
+  out.Set("cublasLtError", ltError.empty() ? env.Null() : Napi::String::New(env, ltError));
 #else
   out.Set("built", false);
   out.Set("runtimeVersion", 0);
   out.Set("driverVersion", 0);
   out.Set("error", kNotBuilt);
   out.Set("devices", Napi::Array::New(env, 0));
+  out.Set("cublasLt", env.Null());
+  out.Set("cublasLtError", kNotBuilt);
 #endif
   return out;
 }

@@ -105,6 +105,12 @@ class TrainStepWorker : public PromiseWorker {
                              std::to_string(windows_[2 * (i / T) + 1] + i % T + 1) +
                              " is out of range for vocab_size " +
                              std::to_string(m_->model_->config().vocabSize));
+#ifdef KO_CUDA
+    if (m_->cuda_) {
+      result_ = m_->cuda_->trainStep(inputs.data(), targets.data(), o_);
+      return;
+    }
+#endif
     result_ = ko::trainStep(*m_->model_, m_->grads_.data(), m_->m_, m_->v_, inputs.data(), targets.data(), o_);
   }
   Napi::Value finish(Napi::Env env) override {
@@ -132,6 +138,8 @@ class EvalWorker : public PromiseWorker {
   // Each sequence is scored on its own; one longer than maxLen predictions is cut into consecutive chunks
   // (the context restarts at each chunk).
   void work() override {
+    // Evaluation must not feed the FP8 delayed-scaling amaxes of the next training step.
+    const std::vector<float> amaxSaved = m_->model_->fp8State().amaxCur;
     for (size_t s = 0; s + 1 < offsets_.size(); s++) {
       const size_t begin = offsets_[s], end = offsets_[s + 1];
       for (size_t c = begin; c + 1 < end; c += size_t(maxLen_)) {
@@ -139,10 +147,18 @@ class EvalWorker : public PromiseWorker {
         std::vector<int32_t> targets(n);
         for (size_t t = 0; t < n; t++) targets[t] = int32_t(tokens_[c + t + 1]);
         int64_t cnt = 0;
+#ifdef KO_CUDA
+        if (m_->cuda_) {
+          sum_ += m_->cuda_->evalLoss(&tokens_[c], targets.data(), 1, int(n), &cnt);
+          count_ += cnt;
+          continue;
+        }
+#endif
         sum_ += m_->model_->forward(&tokens_[c], targets.data(), 1, int(n), &cnt);
         count_ += cnt;
       }
     }
+    m_->model_->fp8State().amaxCur = amaxSaved;
   }
   Napi::Value finish(Napi::Env env) override {
     auto r = Napi::Object::New(env);
@@ -168,7 +184,12 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                       InstanceMethod("forwardBackward", &ModelWrap::ForwardBackward),
                       InstanceMethod("gradients", &ModelWrap::Gradients),
                       InstanceMethod("decodeReset", &ModelWrap::DecodeReset),
-                      InstanceMethod("decodeStep", &ModelWrap::DecodeStep)});
+                      InstanceMethod("decodeStep", &ModelWrap::DecodeStep),
+                      InstanceMethod("setPrecision", &ModelWrap::SetPrecision),
+                      InstanceMethod("useDevice", &ModelWrap::UseDevice),
+                      InstanceMethod("syncToHost", &ModelWrap::SyncToHost),
+                      InstanceMethod("fp8State", &ModelWrap::Fp8State),
+                      InstanceMethod("setFp8State", &ModelWrap::SetFp8State)});
 }
 
 // new Model(config, params: Float32Array)
@@ -347,6 +368,142 @@ Napi::Value ModelWrap::DecodeStep(const Napi::CallbackInfo& info) {
   auto out = Napi::Float32Array::New(env, size_t(V));
   std::copy(logits, logits + V, out.Data());
   return out;
+}
+
+// setPrecision({precision: 'fp32'|'bf16'|'fp8', historyLen, margin, amaxAlgo: 'max'|'most_recent',
+//               currentScaling, fp8Sites?: Uint8Array}) — numerics of later steps (CPU emulation, or the
+// GPU model created by useDevice()). Resets the FP8 scaling state.
+Napi::Value ModelWrap::SetPrecision(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  checkIdle(env);
+  if (onGpu()) throw Napi::Error::New(env, "setPrecision must come before useDevice");
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "setPrecision expects an options object");
+  auto o = info[0].As<Napi::Object>();
+  const std::string w = "setPrecision";
+  ko::PrecisionOptions p;
+  const std::string prec = o.Get("precision").IsString() ? o.Get("precision").As<Napi::String>().Utf8Value() : "";
+  if (prec == "fp32")
+    p.precision = ko::Precision::FP32;
+  else if (prec == "bf16")
+    p.precision = ko::Precision::BF16;
+  else if (prec == "fp8")
+    p.precision = ko::Precision::FP8;
+  else
+    throw Napi::TypeError::New(env, "train.precision must be fp32, bf16 or fp8, got '" + prec + "'");
+  p.recipe.historyLen = intField(env, o, "historyLen", w);
+  p.recipe.margin = intField(env, o, "margin", w);
+  const std::string algo = o.Get("amaxAlgo").IsString() ? o.Get("amaxAlgo").As<Napi::String>().Utf8Value() : "";
+  if (algo != "max" && algo != "most_recent")
+    throw Napi::TypeError::New(env, "train.fp8.amax_compute_algo must be max or most_recent, got '" + algo + "'");
+  p.recipe.useMax = algo == "max";
+  p.recipe.currentScaling = o.Get("currentScaling").ToBoolean().Value();
+  if (o.Has("fp8Sites") && !o.Get("fp8Sites").IsUndefined()) {
+    const int64_t n = ko::numLinearSites(model_->config());
+    const uint8_t* m = typedArrayData<uint8_t>(env, o.Get("fp8Sites"), "setPrecision.fp8Sites", n);
+    p.fp8Sites.assign(m, m + n);
+  }
+  try {
+    model_->setPrecision(p);
+  } catch (const ko::InputError& e) {
+    throw Napi::RangeError::New(env, e.what());
+  }
+  return env.Undefined();
+}
+
+// useDevice(index) → {name, bytes}: moves training to CUDA device `index` (weights, moments and FP8 state are
+// uploaded; trainStep/evalLoss then run there; syncToHost() brings them back for checkpoints).
+Napi::Value ModelWrap::UseDevice(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  checkIdle(env);
+  if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "useDevice(index) needs a device index");
+#ifndef KO_CUDA
+  throw Napi::Error::New(env, "this build of ko-train has no CUDA support (it was built without nvcc); "
+                              "rebuild on a machine with the CUDA toolkit, or use run.device: cpu");
+#else
+  const int index = info[0].As<Napi::Number>().Int32Value();
+  try {
+    auto cm = std::make_unique<ko::cuda::CudaModel>(model_->config(), index, model_->precision());
+    cm->uploadParams(model_->params());
+    if (m_) cm->uploadMoments(m_, v_);
+    cm->uploadFp8State(model_->fp8State());
+    cuda_ = std::move(cm);
+  } catch (const ko::InputError& e) {
+    throw Napi::RangeError::New(env, e.what());
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  auto r = Napi::Object::New(env);
+  r.Set("name", cuda_->deviceName());
+  r.Set("bytes", double(cuda_->deviceBytes()));
+  return r;
+#endif
+}
+
+// syncToHost() — copies the GPU's weights, AdamW moments and FP8 state into the JS-owned buffers (before a
+// checkpoint, or before decoding, which runs on the CPU). A no-op on the CPU.
+Napi::Value ModelWrap::SyncToHost(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  checkIdle(env);
+#ifdef KO_CUDA
+  if (cuda_) {
+    try {
+      cuda_->downloadParams(model_->params());
+      if (m_) cuda_->downloadMoments(m_, v_);
+      cuda_->downloadFp8State(model_->fp8State());
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+  }
+#endif
+  return env.Undefined();
+}
+
+// fp8State() → {historyLen, scale, scaleInv, amaxCur, history} (copies; call syncToHost() first on a GPU).
+Napi::Value ModelWrap::Fp8State(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  checkIdle(env);
+  const ko::Fp8ScalingState& s = model_->fp8State();
+  auto copy = [&](const std::vector<float>& v) {
+    auto a = Napi::Float32Array::New(env, v.size());
+    std::copy(v.begin(), v.end(), a.Data());
+    return a;
+  };
+  auto r = Napi::Object::New(env);
+  r.Set("historyLen", s.historyLen);
+  r.Set("scale", copy(s.scale));
+  r.Set("scaleInv", copy(s.scaleInv));
+  r.Set("amaxCur", copy(s.amaxCur));
+  r.Set("history", copy(s.history));
+  return r;
+}
+
+// setFp8State({scale, scaleInv, amaxCur, history}) — restores a checkpointed FP8 scaling state (after
+// setPrecision, with the same history length).
+Napi::Value ModelWrap::SetFp8State(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  checkIdle(env);
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "setFp8State expects an object");
+  auto o = info[0].As<Napi::Object>();
+  ko::Fp8ScalingState& s = model_->fp8State();
+  const int64_t n = s.n, h = int64_t(s.history.size());
+  const float* scale = typedArrayData<float>(env, o.Get("scale"), "fp8 state scale", n);
+  const float* scaleInv = typedArrayData<float>(env, o.Get("scaleInv"), "fp8 state scaleInv", n);
+  const float* amaxCur = typedArrayData<float>(env, o.Get("amaxCur"), "fp8 state amaxCur", n);
+  const float* history = typedArrayData<float>(env, o.Get("history"), "fp8 state history", h);
+  s.scale.assign(scale, scale + n);
+  s.scaleInv.assign(scaleInv, scaleInv + n);
+  s.amaxCur.assign(amaxCur, amaxCur + n);
+  s.history.assign(history, history + h);
+#ifdef KO_CUDA
+  if (cuda_) {
+    try {
+      cuda_->uploadFp8State(s);
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+  }
+#endif
+  return env.Undefined();
 }
 
 }  // namespace kob

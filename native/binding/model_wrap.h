@@ -8,6 +8,9 @@
 #include <vector>
 
 #include "model.h"
+#ifdef KO_CUDA
+#include "cuda_model.h"
+#endif
 
 namespace kob {
 
@@ -29,9 +32,24 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Gradients(const Napi::CallbackInfo& info);
   Napi::Value DecodeReset(const Napi::CallbackInfo& info);
   Napi::Value DecodeStep(const Napi::CallbackInfo& info);
+  Napi::Value SetPrecision(const Napi::CallbackInfo& info);
+  Napi::Value UseDevice(const Napi::CallbackInfo& info);
+  Napi::Value SyncToHost(const Napi::CallbackInfo& info);
+  Napi::Value Fp8State(const Napi::CallbackInfo& info);
+  Napi::Value SetFp8State(const Napi::CallbackInfo& info);
   void checkIdle(const Napi::Env& env);
 
   std::unique_ptr<ko::Model> model_;
+#ifdef KO_CUDA
+  std::unique_ptr<ko::cuda::CudaModel> cuda_;  // set by useDevice(): steps then run on the GPU
+#endif
+  bool onGpu() const {
+#ifdef KO_CUDA
+    return cuda_ != nullptr;
+#else
+    return false;
+#endif
+  }
   Napi::Reference<Napi::Float32Array> paramsRef_, mRef_, vRef_;
   float* m_ = nullptr;
   float* v_ = nullptr;
