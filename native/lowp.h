@@ -5,7 +5,7 @@
 //     FP8 E5M2 (bias 15, max ±57344, ±inf = 0x7C/0xFC), both round-to-nearest-even with
 //     saturation to the largest finite value (as __nv_cvt_float_to_fp8(x, __NV_SATFINITE, ...) and the
 //     PTX cvt.rn.satfinite): |x| beyond the largest finite value, infinities included, becomes ±max;
-//     NaN becomes NaN; subnormals are kept (E4M3 down to 2^-9, E5M2 down to 2^-16).
+//     NaN becomes the canonical NaN 0x7F; subnormals are kept (E4M3 down to 2^-9, E5M2 down to 2^-16).
 //   * Scaling follows NVIDIA Transformer Engine: q = fp8(x * scale), x ≈ decode(q) * scaleInv with
 //     scaleInv = 1/scale; the recipe that chooses `scale` is in fp8_recipe.h.
 // Header-only and constexpr-free on purpose: the CUDA tests compare GPU bytes against these functions.
@@ -81,7 +81,9 @@ inline uint8_t fp8FromFloat(float x, Fp8Format f) {
   uint32_t u = floatBits(x);
   const uint8_t sign = uint8_t((u >> 24) & 0x80);
   u &= 0x7fffffffu;
-  if (u > 0x7f800000u) return uint8_t(sign | s.nanCode);
+  // NaN -> the canonical NaN 0x7F whatever its sign, as CUDA's conversion (its software path canonicalizes
+  // NaN before converting; checked against __nv_cvt_float_to_fp8 in tests/cpp/test_lowp.cpp).
+  if (u > 0x7f800000u) return s.nanCode;
   const int shift = 23 - s.manBits;
   const uint32_t minNormalBits = uint32_t(127 + 1 - s.bias) << 23;  // 2^(1 - bias)
   uint32_t code;

@@ -38,6 +38,9 @@ bool benchCudaGemm(bool quick);         // bench_cuda_gemm.cpp
 bool benchCudaAttention(bool quick);    // bench_cuda_attention.cpp
 bool benchCudaElementwise(bool quick);  // bench_cuda_elementwise.cpp (defines copyBandwidthGBs)
 bool benchCudaFp8(bool quick);          // bench_cuda_fp8.cpp
+// End-to-end training on the GPU (bench_cuda_train.cpp): `ko_bench --train-cuda TOKENS.bin ...`; returns the
+// process exit code.
+int benchCudaTrain(int argc, char** argv);
 
 }  // namespace kobench
 #endif

@@ -2,7 +2,10 @@
 //   SGEMM through gemm (OpenBLAS when built with it) and through the built-in gemmBlocked, at the
 //   shapes of a small Llama's linears (M = tokens, y[M,N] = x[M,K] · w[N,K]^T), plus causal attention
 //   forward/backward. Ratios are against gemm in the same process (machines are noisy).
-//   ko_bench [--quick]
+//   ko_bench [--quick] [--cpu | --cuda] [--train-cuda TOKENS.bin [--steps N] [--batch B] [--seq T]
+//            [--precisions bf16,fp8] [--out DIR] [--layers L]]
+//   Without --cpu/--cuda both sections run (CUDA only when built with it and a GPU is present).
+//   --train-cuda runs the end-to-end CUDA training benchmark (bench_cuda_train.cpp) instead.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -10,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_cuda.h"
 #include "ops.h"
 #include "rng.h"
 
@@ -43,16 +47,51 @@ double bestTime(F fn, int warmup, int reps) {
 
 }  // namespace
 
+static int benchCpu(bool quick);
+
 int main(int argc, char** argv) {
-  bool quick = false;
+  bool quick = false, cpu = true, cuda = true;
   for (int i = 1; i < argc; i++) {
     if (std::strcmp(argv[i], "--quick") == 0) {
       quick = true;
+    } else if (std::strcmp(argv[i], "--cpu") == 0) {
+      cuda = false;
+    } else if (std::strcmp(argv[i], "--cuda") == 0) {
+      cpu = false;
+    } else if (std::strcmp(argv[i], "--train-cuda") == 0) {
+#ifdef KO_CUDA
+      return kobench::benchCudaTrain(argc, argv);
+#else
+      std::fprintf(stderr, "ko_bench: --train-cuda needs a build with CUDA (KO_CUDA)\n");
+      return 2;
+#endif
     } else {
-      std::fprintf(stderr, "usage: ko_bench [--quick]\n");
+      std::fprintf(stderr, "usage: ko_bench [--quick] [--cpu | --cuda] | --train-cuda TOKENS.bin [options]\n");
       return 2;
     }
   }
+  if (cpu) {
+    int rc = benchCpu(quick);
+    if (rc != 0) return rc;
+  }
+  if (cuda) {
+#ifdef KO_CUDA
+    std::printf("\n==== CUDA ====\n");
+    const double copy = kobench::copyBandwidthGBs(quick);
+    std::printf("device copy bandwidth: %.0f GB/s (read + write)\n\n", copy);
+    bool ok = kobench::benchCudaGemm(quick);
+    ok = kobench::benchCudaAttention(quick) && ok;
+    ok = kobench::benchCudaElementwise(quick) && ok;
+    ok = kobench::benchCudaFp8(quick) && ok;
+    if (!ok) std::printf("(some CUDA sections could not run; see above)\n");
+#else
+    if (!cpu) std::printf("this ko_bench was built without CUDA\n");
+#endif
+  }
+  return 0;
+}
+
+static int benchCpu(bool quick) {
   int threads = 1;
 #ifdef _OPENMP
   threads = omp_get_max_threads();
