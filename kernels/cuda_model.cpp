@@ -629,19 +629,29 @@ TrainStepResult CudaModel::trainStep(const uint32_t* inputs, const int32_t* targ
 double CudaModel::evalLoss(const uint32_t* inputs, const int32_t* targets, int B, int T, int64_t* count) {
   Impl& I = *impl_;
   cudaCheck(cudaSetDevice(I.device), "cudaSetDevice");
-  checkBatch(cfg_, I.anyFp8(), inputs, targets, B, T);
-  const int R = B * T;
-  I.ensureActivations(B, T);
+  if (B <= 0 || T <= 0) throw InputError("batch and sequence length must be positive");
+  // FP8 GEMMs need a multiple of 16 rows: pad each sequence at its end with ignored positions (causal
+  // attention keeps them from changing the real ones).
+  const int Tp = I.anyFp8() ? (T + 15) / 16 * 16 : T;
+  std::vector<uint32_t> in(size_t(B) * Tp, 0);
+  std::vector<int32_t> tg(size_t(B) * Tp, -1);
+  for (int b = 0; b < B; b++) {
+    std::copy(inputs + size_t(b) * T, inputs + size_t(b + 1) * T, in.begin() + size_t(b) * Tp);
+    std::copy(targets + size_t(b) * T, targets + size_t(b + 1) * T, tg.begin() + size_t(b) * Tp);
+  }
+  checkBatch(cfg_, I.anyFp8(), in.data(), tg.data(), B, Tp);
+  const int R = B * Tp;
+  I.ensureActivations(B, Tp);
   // Evaluation must not leak into the next step's delayed-scaling amaxes.
   cudaCheck(cudaMemcpyAsync(I.amaxSaved, I.amaxCur, I.nFp8 * 4, cudaMemcpyDeviceToDevice, I.stream), "save amax");
   I.prepareWeights();
-  I.uploadTokens(inputs, targets, R);
-  I.step(B, T, false, 0.f);
+  I.uploadTokens(in.data(), tg.data(), R);
+  I.step(B, Tp, false, 0.f);
   cudaCheck(cudaMemcpyAsync(I.amaxCur, I.amaxSaved, I.nFp8 * 4, cudaMemcpyDeviceToDevice, I.stream), "restore amax");
   int64_t n = 0;
-  for (int i = 0; i < R; i++) n += targets[i] >= 0;
+  for (int i = 0; i < R; i++) n += tg[i] >= 0;
   if (count) *count = n;
-  return I.downloadLossSum(R, targets);
+  return I.downloadLossSum(R, tg.data());
 }
 
 size_t CudaModel::deviceBytes() const { return impl_->bytes; }
