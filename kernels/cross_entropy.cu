@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <string>
 
+#include "bf16_vec.cuh"
 #include "kernels.h"
 
 namespace ko::cuda {
@@ -29,14 +30,6 @@ namespace {
 constexpr int kThreads = 512;
 constexpr int kWarps = kThreads / 32;
 constexpr int kUnroll = 4;  // loads in flight per thread in pass 1
-
-// Round-to-nearest-even FP32 -> BF16 bits, NaN kept quiet with its sign (as ko::bf16FromFloat).
-__device__ __forceinline__ uint32_t bf16Bits(float x) {
-  uint32_t u = __float_as_uint(x);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return ((u >> 16) | 0x40u) & 0xffffu;
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return u >> 16;
-}
 
 // (m, s) <- the merge of two partial softmax sums: max and the sum rescaled to it.
 __device__ __forceinline__ void merge(float& m, float& s, float m2, float s2) {

@@ -428,11 +428,7 @@ CudaModel::CudaModel(const ModelConfig& c, int device, const PrecisionOptions& p
 
   I.layout = paramLayout(c);
   nParams_ = I.nParams = paramCount(c);
-  auto find = [&](const std::string& name) -> size_t {
-    for (const auto& p : I.layout)
-      if (p.name == name) return p.offset;
-    throw std::logic_error("missing tensor " + name);
-  };
+  auto find = [&](const std::string& name) { return tensorOffset(I.layout, name); };
   I.embedOff = find("model.embed_tokens.weight");
   I.normOff = find("model.norm.weight");
   I.lmHeadOff = c.tieWordEmbeddings ? I.embedOff : find("lm_head.weight");

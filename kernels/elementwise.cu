@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 
+#include "bf16_vec.cuh"
 #include "kernels.h"
 
 namespace ko::cuda {
@@ -20,20 +21,11 @@ namespace {
 constexpr int kThreads = 256;
 constexpr size_t kMaxBlocks = 8192;  // grid-stride beyond this (several waves on any current GPU)
 
-// Round-to-nearest-even FP32 -> BF16 bits, NaN kept quiet with its sign (as ko::bf16FromFloat).
-__device__ __forceinline__ uint32_t bf16Bits(float x) {
-  uint32_t u = __float_as_uint(x);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return ((u >> 16) | 0x40u) & 0xffffu;
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return u >> 16;
-}
-__device__ __forceinline__ float bf16ToFloat(uint32_t h) { return __uint_as_float(h << 16); }
 // Two BF16 values packed in a 32-bit word (element 0 in the low half, as in memory).
 __device__ __forceinline__ float lowBf16(uint32_t w) { return __uint_as_float(w << 16); }
 __device__ __forceinline__ float highBf16(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
 __device__ __forceinline__ uint32_t packBf16(float lo, float hi) { return bf16Bits(lo) | (bf16Bits(hi) << 16); }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 unsigned gridFor(size_t work) {
   size_t blocks = (work + kThreads - 1) / kThreads;

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <string>
 
+#include "bf16_vec.cuh"
 #include "kernels.h"
 
 namespace ko::cuda {
@@ -24,7 +25,6 @@ constexpr size_t kMaxBlocks = 16384;
 __device__ __forceinline__ float lowBf16(uint32_t w) { return __uint_as_float(w << 16); }
 __device__ __forceinline__ float highBf16(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 std::string launchError(const char* kernel) {
   const cudaError_t e = cudaGetLastError();

@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <string>
 
+#include "bf16_vec.cuh"
 #include "kernels.h"
 
 namespace ko::cuda {
@@ -43,30 +44,6 @@ constexpr int kMaxBackwardDim = 8192;  // = 256 lanes * 4 units * 8 values = 256
 constexpr int kMaxPartials = 1024;     // stage-1 blocks (rows of scratch) at most
 constexpr int kReduceCols = 32, kReduceLanes = 32;  // stage-2 block: 32 columns x 32 partial lanes
 
-// Round-to-nearest-even FP32 -> BF16 bits, NaN kept quiet with its sign (as ko::bf16FromFloat).
-__device__ __forceinline__ uint32_t bf16Bits(float x) {
-  uint32_t u = __float_as_uint(x);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return ((u >> 16) | 0x40u) & 0xffffu;
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return u >> 16;
-}
-__device__ __forceinline__ float bf16ToFloat(uint16_t h) { return __uint_as_float(uint32_t(h) << 16); }
-__device__ __forceinline__ void unpack8(const uint4& v, float* f) {
-  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-  for (int i = 0; i < 4; i++) {
-    f[2 * i] = __uint_as_float(w[i] << 16);
-    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-  }
-}
-__device__ __forceinline__ uint4 pack8(const float* f) {
-  uint4 v;
-  v.x = bf16Bits(f[0]) | (bf16Bits(f[1]) << 16);
-  v.y = bf16Bits(f[2]) | (bf16Bits(f[3]) << 16);
-  v.z = bf16Bits(f[4]) | (bf16Bits(f[5]) << 16);
-  v.w = bf16Bits(f[6]) | (bf16Bits(f[7]) << 16);
-  return v;
-}
 __device__ __forceinline__ void load8(const float* p, float* f) {  // p 16-byte aligned
   const float4 a = reinterpret_cast<const float4*>(p)[0], b = reinterpret_cast<const float4*>(p)[1];
   f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
@@ -300,7 +277,6 @@ int partialBlocks(int groups, int dim) {
   return int(blocks < kMaxPartials ? blocks : kMaxPartials);
 }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 std::string launchError(const char* kernel) {
   const cudaError_t e = cudaGetLastError();

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <string>
 
+#include "bf16_vec.cuh"
 #include "kernels.h"
 
 namespace ko::cuda {
@@ -22,30 +23,6 @@ constexpr int kThreads = 256;
 constexpr size_t kMaxBlocks = 16384;
 constexpr float kExpLo = -86.5f, kExpHi = 88.72283f;  // vmath::expClamp's range (native/vec_math.h)
 
-// Round-to-nearest-even FP32 -> BF16 bits, NaN kept quiet with its sign (as ko::bf16FromFloat).
-__device__ __forceinline__ uint32_t bf16Bits(float x) {
-  uint32_t u = __float_as_uint(x);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return ((u >> 16) | 0x40u) & 0xffffu;
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return u >> 16;
-}
-__device__ __forceinline__ float bf16ToFloat(uint16_t h) { return __uint_as_float(uint32_t(h) << 16); }
-__device__ __forceinline__ void unpack8(const uint4& v, float* f) {
-  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-  for (int i = 0; i < 4; i++) {
-    f[2 * i] = __uint_as_float(w[i] << 16);
-    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-  }
-}
-__device__ __forceinline__ uint4 pack8(const float* f) {
-  uint4 v;
-  v.x = bf16Bits(f[0]) | (bf16Bits(f[1]) << 16);
-  v.y = bf16Bits(f[2]) | (bf16Bits(f[3]) << 16);
-  v.z = bf16Bits(f[4]) | (bf16Bits(f[5]) << 16);
-  v.w = bf16Bits(f[6]) | (bf16Bits(f[7]) << 16);
-  return v;
-}
 
 // e^-g with the twin's clamp (the comparisons keep NaN, unlike fminf/fmaxf).
 __device__ __forceinline__ float expNeg(float g) {
@@ -124,7 +101,6 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 unsigned gridFor(size_t work) {
   size_t blocks = (work + kThreads - 1) / kThreads;

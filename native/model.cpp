@@ -69,6 +69,12 @@ std::vector<ParamInfo> paramLayout(const ModelConfig& c) {
   return out;
 }
 
+size_t tensorOffset(const std::vector<ParamInfo>& layout, const std::string& name) {
+  for (const auto& p : layout)
+    if (p.name == name) return p.offset;
+  throw std::logic_error("missing tensor " + name);
+}
+
 size_t paramCount(const ModelConfig& c) {
   auto l = paramLayout(c);
   return l.back().offset + l.back().size;
@@ -122,11 +128,7 @@ Model::Model(const ModelConfig& c, float* params) : cfg_(c), params_(params) {
   if (!err.empty()) throw InputError(err);
   auto layout = paramLayout(c);
   nParams_ = layout.back().offset + layout.back().size;
-  auto find = [&](const std::string& name) -> size_t {
-    for (const auto& p : layout)
-      if (p.name == name) return p.offset;
-    throw std::logic_error("missing tensor " + name);
-  };
+  auto find = [&](const std::string& name) { return tensorOffset(layout, name); };
   embedOff_ = find("model.embed_tokens.weight");
   normOff_ = find("model.norm.weight");
   lmHeadOff_ = c.tieWordEmbeddings ? embedOff_ : find("lm_head.weight");

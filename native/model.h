@@ -44,6 +44,8 @@ struct ParamInfo {
 };
 std::vector<ParamInfo> paramLayout(const ModelConfig& c);
 size_t paramCount(const ModelConfig& c);
+// Offset of the tensor `name` in a layout (std::logic_error when absent: a layout bug, not bad input).
+size_t tensorOffset(const std::vector<ParamInfo>& layout, const std::string& name);
 // Forward FLOPs per token of the linears + attention at sequence length T (6x this for a training step's
 // forward+backward is the usual MFU convention; the embedding lookup is not counted).
 double forwardFlopsPerToken(const ModelConfig& c, int T);

@@ -26,6 +26,26 @@ export function spawnCli(args: string[]) {
   return spawn(process.execPath, [bin, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
+// Runs the CLI and SIGKILLs it as soon as `marker` (a checkpoint's COMPLETE file) exists; resolves once the
+// process is gone. Rejects when the run ends before writing the marker.
+export async function runCliKilledAt(args: string[], marker: string): Promise<void> {
+  const child = spawnCli(args);
+  await new Promise<void>((resolve, reject) => {
+    const timer = setInterval(() => {
+      if (fs.existsSync(marker)) {
+        clearInterval(timer);
+        child.kill('SIGKILL');
+        resolve();
+      }
+    }, 5);
+    child.on('exit', () => {
+      clearInterval(timer);
+      fs.existsSync(marker) ? resolve() : reject(new Error('run ended before its first checkpoint'));
+    });
+  });
+  await new Promise((r) => child.on('close', r));
+}
+
 // A tiny model for fast CLI runs.
 export const tinyModel = {
   model_type: 'llama',

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { chooseDevice, resolvePrecision, type CudaInfo } from '../../src/native.js';
 import { fp8SiteMask, linearSiteNames } from '../../src/precision.js';
-import { readMetrics, runCli, spawnCli, tinyModel, tmpDir, writeJson, writeTokenJsonl } from './cliHelpers.js';
+import { readMetrics, runCli, runCliKilledAt, tinyModel, tmpDir, writeJson, writeTokenJsonl } from './cliHelpers.js';
 import fs from 'node:fs';
 
 function trainConfig(dir: string, data: string, train: Record<string, unknown> = {}) {
@@ -45,22 +45,7 @@ test('fp8 SIGKILL and resume: the FP8 scaling state is checkpointed, so the loss
   const dataKilled = writeTokenJsonl(path.join(killed, 'train.jsonl'), 60, 65, 64, 5);
   assert.equal(runCli(['--config', trainConfig(full, dataFull, opts)]).code, 0);
   const cfg = trainConfig(killed, dataKilled, opts);
-  const child = spawnCli(['--config', cfg]);
-  const marker = path.join(killed, 'out', 'step-00000004', 'COMPLETE');
-  await new Promise<void>((resolve, reject) => {
-    const timer = setInterval(() => {
-      if (fs.existsSync(marker)) {
-        clearInterval(timer);
-        child.kill('SIGKILL');
-        resolve();
-      }
-    }, 5);
-    child.on('exit', () => {
-      clearInterval(timer);
-      fs.existsSync(marker) ? resolve() : reject(new Error('run ended before its first checkpoint'));
-    });
-  });
-  await new Promise((r) => child.on('close', r));
+  await runCliKilledAt(['--config', cfg], path.join(killed, 'out', 'step-00000004', 'COMPLETE'));
   assert.ok(losses(killed).length < 24, 'the kill must land mid-run');
   const resumed = runCli(['--config', cfg, '--train.resume', 'true']);
   assert.equal(resumed.code, 0, resumed.stderr);

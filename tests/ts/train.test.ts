@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { readMetrics, runCli, spawnCli, tinyModel, tmpDir, writeJson, writeTokenJsonl } from './cliHelpers.js';
+import { readMetrics, runCli, runCliKilledAt, tinyModel, tmpDir, writeJson, writeTokenJsonl } from './cliHelpers.js';
 
 function trainConfig(dir: string, data: string, train: Record<string, unknown> = {}) {
   return writeJson(path.join(dir, 'run.yaml'), {
@@ -46,22 +46,7 @@ test('SIGKILL after a checkpoint, then resume: the same per-step losses as an un
   assert.equal(runCli(['--config', trainConfig(full, dataFull, opts)]).code, 0);
 
   const cfg = trainConfig(killed, dataKilled, opts);
-  const child = spawnCli(['--config', cfg]);
-  const marker = path.join(killed, 'out', 'step-00000005', 'COMPLETE');
-  await new Promise<void>((resolve, reject) => {
-    const timer = setInterval(() => {
-      if (fs.existsSync(marker)) {
-        clearInterval(timer);
-        child.kill('SIGKILL');
-        resolve();
-      }
-    }, 5);
-    child.on('exit', () => {
-      clearInterval(timer);
-      fs.existsSync(marker) ? resolve() : reject(new Error('run ended before its first checkpoint'));
-    });
-  });
-  await new Promise((r) => child.on('close', r));
+  await runCliKilledAt(['--config', cfg], path.join(killed, 'out', 'step-00000005', 'COMPLETE'));
   const before = losses(killed);
   assert.ok(before.length < steps, `the kill must land mid-run (had ${before.length} steps)`);
   const resumed = runCli(['--config', cfg, '--train.resume', 'true']);
