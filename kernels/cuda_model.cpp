@@ -517,24 +517,29 @@ bool CudaModel::siteIsFp8(int site) const {
 }
 
 void CudaModel::uploadParams(const float* p) {
+  cudaCheck(cudaSetDevice(impl_->device), "cudaSetDevice");  // the calling thread may have another current device
   cudaCheck(cudaStreamSynchronize(impl_->stream), "sync");  // no step may still be reading them
   cudaCheck(cudaMemcpy(impl_->params, p, nParams_ * 4, cudaMemcpyHostToDevice), "upload weights");
 }
 void CudaModel::downloadParams(float* p) const {
+  cudaCheck(cudaSetDevice(impl_->device), "cudaSetDevice");  // the calling thread may have another current device
   cudaCheck(cudaStreamSynchronize(impl_->stream), "sync");
   cudaCheck(cudaMemcpy(p, impl_->params, nParams_ * 4, cudaMemcpyDeviceToHost), "download weights");
 }
 void CudaModel::uploadMoments(const float* m, const float* v) {
+  cudaCheck(cudaSetDevice(impl_->device), "cudaSetDevice");  // the calling thread may have another current device
   cudaCheck(cudaStreamSynchronize(impl_->stream), "sync");  // no step may still be reading them
   cudaCheck(cudaMemcpy(impl_->m, m, nParams_ * 4, cudaMemcpyHostToDevice), "upload optimizer state");
   cudaCheck(cudaMemcpy(impl_->v, v, nParams_ * 4, cudaMemcpyHostToDevice), "upload optimizer state");
 }
 void CudaModel::downloadMoments(float* m, float* v) const {
+  cudaCheck(cudaSetDevice(impl_->device), "cudaSetDevice");  // the calling thread may have another current device
   cudaCheck(cudaStreamSynchronize(impl_->stream), "sync");
   cudaCheck(cudaMemcpy(m, impl_->m, nParams_ * 4, cudaMemcpyDeviceToHost), "download optimizer state");
   cudaCheck(cudaMemcpy(v, impl_->v, nParams_ * 4, cudaMemcpyDeviceToHost), "download optimizer state");
 }
 void CudaModel::uploadFp8State(const Fp8ScalingState& s) {
+  cudaCheck(cudaSetDevice(impl_->device), "cudaSetDevice");  // the calling thread may have another current device
   Impl& I = *impl_;
   if (s.n != I.nFp8 || s.history.size() != size_t(I.nFp8) * std::max(I.prec.recipe.historyLen, 1))
     throw InputError("FP8 scaling state has " + std::to_string(s.n) + " tensors x " + std::to_string(s.historyLen) +
@@ -547,6 +552,7 @@ void CudaModel::uploadFp8State(const Fp8ScalingState& s) {
   cudaCheck(cudaMemcpy(I.history, s.history.data(), s.history.size() * 4, cudaMemcpyHostToDevice), "upload FP8 state");
 }
 void CudaModel::downloadFp8State(Fp8ScalingState& s) const {
+  cudaCheck(cudaSetDevice(impl_->device), "cudaSetDevice");  // the calling thread may have another current device
   const Impl& I = *impl_;
   cudaCheck(cudaStreamSynchronize(I.stream), "sync");
   s.n = I.nFp8;

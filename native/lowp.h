@@ -40,7 +40,8 @@ inline uint16_t bf16FromFloat(float x) {
 inline float floatFromBf16(uint16_t h) { return bitsFloat(uint32_t(h) << 16); }
 inline float roundBf16(float x) { return floatFromBf16(bf16FromFloat(x)); }
 inline void roundBf16InPlace(float* x, size_t n) {
-  for (size_t i = 0; i < n; i++) x[i] = roundBf16(x[i]);
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (long i = 0; i < long(n); i++) x[i] = roundBf16(x[i]);
 }
 
 // ---- FP8 -----------------------------------------------------------------------------------------
@@ -108,15 +109,32 @@ inline uint8_t fp8FromFloat(float x, Fp8Format f) {
 
 inline float roundFp8(float x, Fp8Format f) { return fp8ToFloat(fp8FromFloat(x, f), f); }
 
+// The 256 decoded values of a format, built once: the emulation decodes every cast element, and
+// fp8ToFloat's ldexp would dominate its cost.
+inline const float* fp8DecodeTable(Fp8Format f) {
+  struct Tables {
+    float v[2][256];
+    Tables() {
+      for (int fmt = 0; fmt < 2; fmt++)
+        for (int q = 0; q < 256; q++) v[fmt][q] = fp8ToFloat(uint8_t(q), Fp8Format(fmt));
+    }
+  };
+  static const Tables tables;
+  return tables.v[int(f)];
+}
+
 // In place x[i] <- decode(fp8(x[i] * scale)) * scaleInv (fake quantization) and returns max|x[i]| of the
 // input (the amax the delayed-scaling recipe records). The amax ignores NaN, as CUDA's fmaxf does; an
 // infinite amax makes the recipe keep its previous scale.
 inline float fp8QuantizeInPlace(float* x, size_t n, Fp8Format f, float scale, float scaleInv) {
+  const float* decode = fp8DecodeTable(f);
   float amax = 0.f;
-  for (size_t i = 0; i < n; i++) {
+  // A max is exact in any order, so the reduction stays deterministic across thread counts.
+#pragma omp parallel for schedule(static) reduction(max : amax) if (n > 65536)
+  for (long i = 0; i < long(n); i++) {
     const float a = std::fabs(x[i]);
     if (a > amax) amax = a;
-    x[i] = fp8ToFloat(fp8FromFloat(x[i] * scale, f), f) * scaleInv;
+    x[i] = decode[fp8FromFloat(x[i] * scale, f)] * scaleInv;
   }
   return amax;
 }

@@ -151,7 +151,10 @@ export function chooseDevice(requested: string, info: CudaInfo = native().cudaIn
   }
   if (!info.built) return { device: 'cpu', reason: 'auto: this build has no CUDA support' };
   if (usable.length === 0)
-    return { device: 'cpu', reason: `auto: ${info.devices.length ? 'no GPU with compute capability 8.0+' : `no CUDA device (${info.error ?? 'none visible'})`}` };
+    return {
+      device: 'cpu',
+      reason: `auto: ${info.devices.length ? 'no GPU with compute capability 8.0+' : `no CUDA device (${(info.error ?? 'none visible').split(' (')[0]})`}`,
+    };
   const d = usable[0];
   return { device: 'cuda', index: d.index, name: d.name, fp8: d.fp8, reason: `auto: ${d.name}` };
 }
