@@ -6,6 +6,7 @@
 //            [--precisions bf16,fp8] [--out DIR] [--layers L]]
 //   Without --cpu/--cuda both sections run (CUDA only when built with it and a GPU is present).
 //   --train-cuda runs the end-to-end CUDA training benchmark (bench_cuda_train.cpp) instead.
+//   --prep runs the data-pipeline sections (rule filter, MinHash, n-gram LM; bench_registry.h) instead.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "bench_cuda.h"
+#include "bench_registry.h"
 #include "ops.h"
 #include "rng.h"
 
@@ -58,6 +60,13 @@ int main(int argc, char** argv) {
       cuda = false;
     } else if (std::strcmp(argv[i], "--cuda") == 0) {
       cpu = false;
+    } else if (std::strcmp(argv[i], "--prep") == 0) {
+      bool quickPrep = false;
+      for (int j = 1; j < argc; j++) quickPrep = quickPrep || std::strcmp(argv[j], "--quick") == 0;
+      bool ok = true;
+      for (auto& sec : kobench::sections())
+        if (std::strcmp(sec.group, "prep") == 0) ok = sec.fn(quickPrep) && ok;
+      return ok ? 0 : 1;
     } else if (std::strcmp(argv[i], "--train-cuda") == 0) {
 #ifdef KO_CUDA
       return kobench::benchCudaTrain(argc, argv);
@@ -66,7 +75,7 @@ int main(int argc, char** argv) {
       return 2;
 #endif
     } else {
-      std::fprintf(stderr, "usage: ko_bench [--quick] [--cpu | --cuda] | --train-cuda TOKENS.bin [options]\n");
+      std::fprintf(stderr, "usage: ko_bench [--quick] [--cpu | --cuda] | --prep [--quick] | --train-cuda TOKENS.bin [options]\n");
       return 2;
     }
   }
