@@ -34,6 +34,10 @@ int driverVersion();
 // of a device could not be read). Querying free memory creates the primary context of each device.
 std::vector<DeviceInfo> listDevices(std::string* error);
 
+// Makes `device` current on the calling thread (work on the libuv pool may start on any device).
+// "" or why it failed.
+std::string setCurrentDevice(int device);
+
 // "" when no CUDA error is pending on this thread; otherwise "<what>: <name>: <description>", and
 // the (non-sticky) error is cleared. Use after launching kernels from host code compiled by g++.
 std::string checkLastError(const char* what);

@@ -96,4 +96,11 @@ std::vector<DeviceInfo> listDevices(std::string* error) {
   return out;
 }
 
+std::string setCurrentDevice(int device) {
+  const cudaError_t e = cudaSetDevice(device);
+  if (e == cudaSuccess) return "";
+  cudaGetLastError();
+  return std::string("cudaSetDevice(") + std::to_string(device) + "): " + cudaGetErrorString(e);
+}
+
 }  // namespace ko::cuda

@@ -17,6 +17,7 @@ export interface TrainerState {
   tokenizer_hash: string | null;
   data_windows: number; // windows in an epoch when the checkpoint was written (resume checks it)
   precision?: string; // the precision the run trained in (FP8 scaling state is stored when fp8)
+  data_cursor?: Record<string, number>; // mixed sources: windows taken from each so far (src/mixing.ts)
 }
 
 // FP8 delayed-scaling state (3 tensors per linear layer), kept beside the optimizer moments.

@@ -9,13 +9,15 @@ import { evaluateCheckpoint } from './evaluate.js';
 import { generate } from './generate.js';
 import { runPipeline } from './pipeline.js';
 import { runPrep } from './prep.js';
+import { lmQueryCommand, lmTrainCommand } from './lm_cli.js';
 import { runTrain } from './train.js';
 
 type Args = ArgumentsCamelCase<Record<string, unknown>>;
 
 // Options each command declares; anything else must be a dotted config override.
 const OWN = new Set(['_', '$0', 'what', 'config', 'c', 'help', 'version', 'json', 'checkpoint', 'data', 'prompt', 'steps',
-  'max-len', 'split', 'max-new-tokens', 'temperature', 'top-k', 'top-p', 'seed', 'threads', 'warmup', 'kernel']);
+  'max-len', 'split', 'max-new-tokens', 'temperature', 'top-k', 'top-p', 'seed', 'threads', 'warmup', 'kernel', 'action', 'order',
+  'input', 'out', 'field', 'tokenization', 'tokenizer', 'lm', 'normalize']);
 
 function overridesOf(argv: Args): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -120,6 +122,35 @@ export async function main(args = hideBin(process.argv)): Promise<void> {
         const cfg = configFrom(argv as Args);
         const r = await benchTrain(cfg, argv.steps, argv.warmup, argv.json ? () => {} : console.log);
         console.log(argv.json ? JSON.stringify(r) : formatTrainBench(r));
+      },
+    )
+    .command(
+      'lm <action>',
+      'n-gram language models (ARPA, KenLM-compatible): `lm train` estimates one, `lm query` scores lines',
+      (y) =>
+        y
+          .positional('action', { choices: ['train', 'query'] as const })
+          .option('input', { type: 'string', array: true, describe: 'train: text (one sentence per line) or JSONL files, .gz allowed; query: a file of lines (default stdin)' })
+          .option('order', { type: 'number', default: 5, describe: 'train: n-gram order (1-6)' })
+          .option('out', { type: 'string', describe: 'train: the ARPA file to write (.gz to compress)' })
+          .option('field', { type: 'string', default: 'text', describe: 'JSONL text field' })
+          .option('tokenization', { choices: ['whitespace', 'tokenizer'] as const, default: 'whitespace' as const })
+          .option('tokenizer', { type: 'string', describe: 'tokenizer.json for --tokenization tokenizer' })
+          .option('lm', { type: 'string', describe: 'query: the ARPA model' })
+          .option('normalize', { type: 'boolean', default: false, describe: "query: apply prep's LM normalization to each line first" })
+          .option('threads', { type: 'number', default: 0 }),
+      async (argv) => {
+        overridesOf(argv as Args);
+        const { native } = await import('./native.js');
+        native().setThreads(argv.threads);
+        if (argv.action === 'train') {
+          if (!argv.input?.length) throw new ConfigError('lm train: --input is required');
+          if (!argv.out) throw new ConfigError('lm train: --out is required');
+          await lmTrainCommand({ inputs: argv.input.map(String), order: argv.order, out: argv.out, field: argv.field, tokenization: argv.tokenization, tokenizer: argv.tokenizer ?? null, log: console.log });
+        } else {
+          if (!argv.lm) throw new ConfigError('lm query: --lm is required');
+          await lmQueryCommand({ lm: argv.lm, input: argv.input?.[0] ? String(argv.input[0]) : null, normalize: argv.normalize, log: console.log });
+        }
       },
     )
     .command(

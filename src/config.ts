@@ -9,6 +9,7 @@ const nonNegInt = z.number().int().nonnegative();
 const unit = z.number().min(0).max(1);
 
 export const STAGES = ['prep', 'train', 'eval', 'generate'] as const;
+export const PREP_FILTERS = ['rules', 'dedup', 'perplexity'] as const;
 
 const RunSchema = z
   .object({
@@ -21,10 +22,24 @@ const RunSchema = z
   })
   .strict();
 
+// A named stream of raw documents: its files, its language (which rule set and LM apply) and its weight in
+// the training mix.
+const SourceSchema = z
+  .object({
+    name: z.string().regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, _ and - only (it names files)'),
+    inputs: z.array(z.string()).min(1),
+    lang: z.enum(['ko', 'en']).default('ko'),
+    weight: z.number().positive().default(1),
+    text_field: z.string().nullable().default(null), // null = data.text_field
+  })
+  .strict();
+
 const DataSchema = z
   .object({
-    // Raw text inputs for `prep`: .jsonl (a `text` field per line) or plain .txt files.
+    // Raw text inputs for `prep`: .jsonl (a `text` field per line) or plain .txt files, optionally .gz.
+    // One source named "default" (Korean rules); use `sources` for several languages and a mix.
     inputs: z.array(z.string()).default([]),
+    sources: z.array(SourceSchema).default([]),
     text_field: z.string().default('text'),
     // Where `prep` writes shards and where `train` reads them (default: <out_dir>/shards).
     shard_dir: z.string().nullable().default(null),
@@ -35,6 +50,81 @@ const DataSchema = z
     shard_tokens: positiveInt.default(50_000_000),
     min_chars: nonNegInt.default(1),
     max_docs: nonNegInt.default(0),
+  })
+  .strict();
+
+// `prep` filters (README "Data preparation"). Defaults follow the Thunder-LLM paper where it gives them.
+const KoRulesSchema = z
+  .object({
+    min_words: nonNegInt.default(10),
+    max_words: positiveInt.default(10_000_000),
+    min_mean_word_len: z.number().nonnegative().default(2),
+    max_mean_word_len: z.number().positive().default(10),
+    min_korean_ratio: unit.default(0.8),
+    max_top_5gram_frac: unit.default(0.15),
+    drop_unterminated_lines: z.boolean().default(true),
+  })
+  .strict();
+
+const EnRulesSchema = z
+  .object({
+    min_words: nonNegInt.default(50),
+    max_words: positiveInt.default(100_000),
+    min_mean_word_len: z.number().nonnegative().default(3),
+    max_mean_word_len: z.number().positive().default(10),
+    max_symbol_word_ratio: z.number().nonnegative().default(0.1),
+    max_bullet_lines_ratio: unit.default(0.9),
+    max_ellipsis_lines_ratio: unit.default(0.3),
+    min_alpha_words_ratio: unit.default(0.8),
+    min_stop_words: nonNegInt.default(2),
+    max_dup_line_frac: unit.default(0.3),
+    max_dup_line_char_frac: unit.default(0.2),
+  })
+  .strict();
+
+const DedupSchema = z
+  .object({
+    exact: z.boolean().default(true),
+    near: z.boolean().default(true),
+    num_perm: positiveInt.max(1024).default(128),
+    ngram: positiveInt.max(32).default(5),
+    word_ngrams: z.boolean().default(false), // false = character n-grams
+    bands: positiveInt.default(16),
+    rows: positiveInt.default(8),
+    threshold: unit.default(0.8),
+    seed: nonNegInt.default(1),
+    device: z.string().regex(/^(auto|cpu|cuda(:\d+)?)$/, 'one of auto, cpu, cuda, cuda:N').default('auto'),
+  })
+  .strict();
+
+const PerplexitySchema = z
+  .object({
+    languages: z.array(z.enum(['ko', 'en'])).default(['ko']),
+    // An ARPA model (.arpa or .arpa.gz, e.g. from KenLM's lmplz or `ko-train lm train`); null = estimate one
+    // (order lm_order) from the deduplicated documents of each language in the run.
+    lm: z.string().nullable().default(null),
+    lm_order: positiveInt.max(6).default(5),
+    tokenization: z.enum(['whitespace', 'tokenizer']).default('whitespace'),
+    // Keep documents with perplexity <= max_ppl, or (when max_ppl is null) <= the max_percentile-th
+    // percentile of the run's documents of that language.
+    max_ppl: z.number().positive().nullable().default(null),
+    max_percentile: z.number().gt(0).max(100).default(90),
+  })
+  .strict();
+
+const PrepSchema = z
+  .object({
+    filters: z.array(z.enum(PREP_FILTERS)).default(['rules', 'dedup', 'perplexity']),
+    work_dir: z.string().nullable().default(null), // default <out_dir>/prep
+    keep_rejects: z.boolean().default(false),
+    batch_mb: z.number().positive().default(16), // documents go to the native core in batches of this size
+    workers: nonNegInt.default(0), // tokenizer worker threads; 0 = cores - 1 (at least 1)
+    rules: z
+      .object({ ko: KoRulesSchema.default(KoRulesSchema.parse({})), en: EnRulesSchema.default(EnRulesSchema.parse({})) })
+      .strict()
+      .default({ ko: KoRulesSchema.parse({}), en: EnRulesSchema.parse({}) }),
+    dedup: DedupSchema.default(DedupSchema.parse({})),
+    perplexity: PerplexitySchema.default(PerplexitySchema.parse({})),
   })
   .strict();
 
@@ -138,6 +228,7 @@ const GenerateSchema = z
 const SECTIONS = {
   run: RunSchema,
   data: DataSchema,
+  prep: PrepSchema,
   tokenizer: TokenizerSchema,
   model: ModelSchema,
   train: TrainSchema,
@@ -149,6 +240,7 @@ export const ConfigSchema = z
   .object({
     run: RunSchema.default(RunSchema.parse({})),
     data: DataSchema.default(DataSchema.parse({})),
+    prep: PrepSchema.default(PrepSchema.parse({})),
     tokenizer: TokenizerSchema.default(TokenizerSchema.parse({})),
     model: ModelSchema.default(ModelSchema.parse({})),
     train: TrainSchema.default(TrainSchema.parse({})),

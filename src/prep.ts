@@ -1,145 +1,113 @@
-// prep.ts — raw text to Arrow token shards: read JSONL/text (malformed lines counted and skipped), Unicode
-// NFC, drop documents below data.min_chars, take or train the tokenizer, encode (end-of-text after every
-// document), split train/val by a seeded draw per document, write shards and a manifest.
+// prep.ts — `ko-train prep`: raw text → clean, deduplicated, perplexity-filtered documents → Arrow token
+// shards, the data recipe of the Thunder-LLM paper. Stages: read (NFC, min_chars, malformed lines) → rules
+// → dedup → perplexity → tokenize; prep.filters picks which filters run. Each stage streams and writes
+// its output atomically under prep.work_dir, so an interrupted prep resumes after its last finished stage.
+// Ends with prep_report.json and a table of every stage's counts.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import type { Config } from './config.js';
-import { describeIssues, packSequences, readTextDocs, type LineIssues } from './jsonl.js';
-import { mulberry32 } from './sampler.js';
-import { writeManifest, writeTokenShard, type ShardManifest } from './shards.js';
-import { TextTokenizer, defaultTokenizerPath, trainByteLevelBpe } from './tokenizer.js';
+import { ProgressBar } from './progress.js';
+import { writeJsonAtomic } from './prep/atomic_writer.js';
+import { dedupStage, type ClusterSample } from './prep/dedup_stage.js';
+import { perplexityStage } from './prep/perplexity_stage.js';
+import { readStage } from './prep/read_stage.js';
+import { formatStageTable, type StageStats } from './prep/report.js';
+import { rulesStage } from './prep/rules_stage.js';
+import { resolveSources, type PrepContext, type StageOutput } from './prep/stage.js';
+import { prepareTokenizer, tokenizeStage } from './prep/tokenize_stage.js';
+import { TextTokenizer } from './tokenizer.js';
 import { shardDirOf } from './traindata.js';
 
 export interface PrepStats {
-  docs_read: number;
-  malformed_lines: number;
-  dropped_short: number;
-  docs: Record<string, number>;
-  tokens: Record<string, number>;
-  chars: number;
-  tokens_per_char: number;
+  stages: StageStats[];
+  dedup: Record<string, unknown> | null;
+  clusters: ClusterSample[];
+  perplexity: Record<string, unknown> | null;
+  tokens: Record<string, Record<string, number>>; // source → split → tokens
+  realized_mix: Record<string, number>; // source → share of training tokens
   tokenizer: string;
+  shard_dir: string;
+  report: string;
   seconds: number;
-}
-
-async function collectDocs(cfg: Config, log: (s: string) => void) {
-  if (cfg.data.inputs.length === 0) throw new Error('data.inputs: no input files given for prep');
-  const issues: LineIssues = { malformed: 0, examples: [] };
-  const docs: string[] = [];
-  let read = 0, short = 0;
-  for (const file of cfg.data.inputs) {
-    for await (const raw of readTextDocs(file, cfg.data.text_field, issues)) {
-      read++;
-      const text = raw.normalize('NFC').trim();
-      if (text.length < cfg.data.min_chars) {
-        short++;
-        continue;
-      }
-      docs.push(text);
-      if (cfg.data.max_docs && docs.length >= cfg.data.max_docs) break;
-    }
-  }
-  if (issues.malformed) log(`prep: ${describeIssues(issues)}`);
-  return { docs, read, short, malformed: issues.malformed };
-}
-
-async function prepareTokenizer(cfg: Config, docs: string[], log: (s: string) => void): Promise<string> {
-  const dest = path.join(cfg.run.out_dir, 'tokenizer.json');
-  if (cfg.tokenizer.train_vocab_size) {
-    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ko-train-bpe-'));
-    const corpus = path.join(tmp, 'corpus.txt');
-    fs.writeFileSync(corpus, docs.join('\n'));
-    const t0 = Date.now();
-    await trainByteLevelBpe({ files: [corpus], vocabSize: cfg.tokenizer.train_vocab_size, specialTokens: ['<|endoftext|>'], outPath: dest });
-    fs.rmSync(tmp, { recursive: true, force: true });
-    log(`prep: trained a byte-level BPE tokenizer with ${cfg.tokenizer.train_vocab_size} tokens in ${((Date.now() - t0) / 1000).toFixed(1)} s → ${dest}`);
-  } else {
-    const src = cfg.tokenizer.path ?? defaultTokenizerPath();
-    if (path.resolve(src) !== path.resolve(dest)) fs.copyFileSync(src, dest);
-    log(`prep: tokenizer ${src}`);
-  }
-  return dest;
 }
 
 export async function runPrep(cfg: Config, log: (s: string) => void = console.log): Promise<PrepStats> {
   const t0 = Date.now();
   fs.mkdirSync(cfg.run.out_dir, { recursive: true });
-  const { docs, read, short, malformed } = await collectDocs(cfg, log);
-  if (docs.length === 0) throw new Error(`data.inputs: no usable documents in ${cfg.data.inputs.join(', ')}`);
-  const tokFile = await prepareTokenizer(cfg, docs, log);
-  const tok = TextTokenizer.fromFile(tokFile);
-  const shardDir = shardDirOf(cfg);
-  fs.mkdirSync(shardDir, { recursive: true });
-  for (const f of fs.readdirSync(shardDir)) if (/^(train|val)-\d+\.arrow$/.test(f)) fs.rmSync(path.join(shardDir, f));
+  const sources = resolveSources(cfg);
+  const workDir = cfg.prep.work_dir ?? path.join(cfg.run.out_dir, 'prep');
+  const bar = new ProgressBar();
+  const ctx: PrepContext = { cfg, workDir, log: (s) => bar.log(s), bar, sources };
+  const filters = new Set(cfg.prep.filters);
+  log(`prep: ${sources.length} source${sources.length > 1 ? 's' : ''} (${sources.map((s) => `${s.name}: ${s.lang}, ${s.inputs.length} file${s.inputs.length > 1 ? 's' : ''}`).join('; ')}), filters [${[...filters].join(', ')}], work dir ${workDir}`);
+  const stages: StageStats[] = [];
 
-  // Per split: the pending token stream of the shard being filled, and the files written.
-  const splits: Record<string, { parts: Uint32Array[]; pending: number; files: string[]; tokens: number; docs: number }> = {};
-  for (const s of ['train', 'val']) splits[s] = { parts: [], pending: 0, files: [], tokens: 0, docs: 0 };
-  const flush = (name: string) => {
-    const sp = splits[name];
-    if (sp.pending === 0) return;
-    const { tokens, offsets } = packSequences(sp.parts);
-    const file = `${name}-${String(sp.files.length).padStart(5, '0')}.arrow`;
-    writeTokenShard(path.join(shardDir, file), tokens, Int32Array.from(offsets), { tokenizerHash: tok.hash });
-    sp.files.push(file);
-    sp.parts = [];
-    sp.pending = 0;
-  };
-
-  const rand = mulberry32(cfg.run.seed ^ 0x5eed);
-  let chars = 0;
-  const batch = 256;
-  for (let i = 0; i < docs.length; i += batch) {
-    const chunk = docs.slice(i, i + batch);
-    const encoded = await tok.encodeBatch(chunk);
-    encoded.forEach((ids, j) => {
-      const withEos = new Uint32Array(ids.length + 1);
-      withEos.set(ids);
-      withEos[ids.length] = tok.eosId;
-      const name = rand() < cfg.data.val_fraction ? 'val' : 'train';
-      const sp = splits[name];
-      sp.parts.push(withEos);
-      sp.pending += withEos.length;
-      sp.tokens += withEos.length;
-      sp.docs++;
-      chars += chunk[j].length;
-      if (sp.pending >= cfg.data.shard_tokens) flush(name);
-    });
-    if (process.stdout.isTTY) process.stdout.write(`\rprep: encoded ${Math.min(i + batch, docs.length)}/${docs.length} documents`);
+  let current = new Map<string, StageOutput>();
+  for (const s of sources) {
+    const out = await readStage(ctx, s);
+    current.set(s.name, out);
+    stages.push(out.stats);
   }
-  if (process.stdout.isTTY) process.stdout.write('\n');
-  flush('train');
-  flush('val');
-  const manifest: ShardManifest = {
-    format: 'ko-train-shards-v1',
-    tokenizer_hash: tok.hash,
-    vocab_size: tok.vocabSize,
-    eos_id: tok.eosId,
-    splits: Object.fromEntries(
-      Object.entries(splits)
-        .filter(([, s]) => s.files.length > 0)
-        .map(([k, s]) => [k, { files: s.files, num_tokens: s.tokens, num_docs: s.docs }]),
-    ),
-    created: new Date().toISOString(),
-    stats: { docs_read: read, malformed_lines: malformed, dropped_short: short, chars },
-  };
-  writeManifest(shardDir, manifest);
+  let index = 1;
+  if (filters.has('rules')) {
+    const next = new Map<string, StageOutput>();
+    for (const s of sources) {
+      const out = await rulesStage(ctx, index, s, current.get(s.name)!);
+      next.set(s.name, out);
+      stages.push(out.stats);
+    }
+    current = next;
+  }
+  index++;
+  let dedup: Record<string, unknown> | null = null;
+  let clusters: ClusterSample[] = [];
+  if (filters.has('dedup')) {
+    const r = await dedupStage(ctx, index, current);
+    current = r.outputs;
+    for (const s of sources) stages.push(r.outputs.get(s.name)!.stats);
+    dedup = r.summary;
+    clusters = r.samples;
+  }
+  index++;
+  let perplexity: Record<string, unknown> | null = null;
+  if (filters.has('perplexity')) {
+    const tok = cfg.prep.perplexity.tokenization === 'tokenizer' && cfg.tokenizer.path ? TextTokenizer.fromFile(cfg.tokenizer.path) : null;
+    const r = await perplexityStage(ctx, index, current, tok);
+    for (const s of sources) if (r.outputs.get(s.name) !== current.get(s.name)) stages.push(r.outputs.get(s.name)!.stats);
+    current = r.outputs;
+    perplexity = r.summary;
+  }
+  const tokFile = await prepareTokenizer(ctx, current);
+  const shardDir = shardDirOf(cfg);
+  const tk = await tokenizeStage(ctx, current, shardDir, tokFile);
+  stages.push(...tk.stats);
+  bar.done();
+
+  const tokens: PrepStats['tokens'] = {};
+  for (const [name, s] of Object.entries(tk.manifest.sources ?? {}))
+    tokens[name] = Object.fromEntries(Object.entries(s.splits).map(([k, v]) => [k, v.num_tokens]));
+  const trainTotal = Object.values(tokens).reduce((a, t) => a + (t.train ?? 0), 0);
+  const realized = Object.fromEntries(Object.entries(tokens).map(([k, t]) => [k, (t.train ?? 0) / Math.max(1, trainTotal)]));
+  const report = path.join(cfg.run.out_dir, 'prep_report.json');
   const stats: PrepStats = {
-    docs_read: read,
-    malformed_lines: malformed,
-    dropped_short: short,
-    docs: { train: splits.train.docs, val: splits.val.docs },
-    tokens: { train: splits.train.tokens, val: splits.val.tokens },
-    chars,
-    tokens_per_char: (splits.train.tokens + splits.val.tokens) / Math.max(1, chars),
-    tokenizer: tokFile,
+    stages, dedup, clusters, perplexity, tokens, realized_mix: realized, tokenizer: tokFile, shard_dir: shardDir, report,
     seconds: (Date.now() - t0) / 1000,
   };
-  log(
-    `prep: ${read} documents read, ${malformed} malformed lines skipped, ${short} too short; ` +
-      `train ${stats.docs.train} docs / ${stats.tokens.train} tokens, val ${stats.docs.val} docs / ${stats.tokens.val} tokens ` +
-      `(${stats.tokens_per_char.toFixed(3)} tokens/char) → ${shardDir} in ${stats.seconds.toFixed(1)} s`,
-  );
+  writeJsonAtomic(report, stats);
+
+  log('\n' + formatStageTable(stages));
+  if (dedup) {
+    log(`\ndedup (${dedup.device}): ${dedup.documents} documents, ${dedup.exact_duplicates} exact and ${dedup.near_duplicates} near duplicates removed in ${dedup.clusters} clusters (${dedup.candidate_pairs} candidate pairs, ${dedup.confirmed_pairs} confirmed)`);
+    for (const c of clusters.slice(0, 3))
+      log(`  cluster of ${c.size}: ${c.members.slice(0, 4).map((m) => `${m.source}:${m.id} (J≈${m.jaccard})`).join(', ')}${c.size > 4 ? ', ...' : ''}`);
+  }
+  if (perplexity)
+    for (const [lang, p] of Object.entries(perplexity) as Array<[string, Record<string, unknown>]>)
+      log(`perplexity (${lang}): threshold ${p.threshold} (${p.threshold_rule}), median ${p.median_ppl}, ${p.scoring_tokens_per_s} tokens/s scored; LM ${p.lm}`);
+  const weights = Object.fromEntries(sources.map((s) => [s.name, s.weight]));
+  const wsum = Object.values(weights).reduce((a, b) => a + b, 0);
+  if (sources.length > 1)
+    log(`training tokens: ${Object.entries(tokens).map(([k, t]) => `${k} ${t.train ?? 0} (${(100 * realized[k]).toFixed(1)}% of the data, mix weight ${(100 * weights[k] / wsum).toFixed(1)}%)`).join(', ')}`);
+  log(`prep: shards in ${shardDir} (${trainTotal} training tokens), report ${report}, ${stats.seconds.toFixed(1)} s`);
   return stats;
 }

@@ -59,6 +59,8 @@ export interface ShardManifest {
   splits: Record<string, ShardSplit>;
   created: string;
   stats?: Record<string, unknown>;
+  /** Per source (data.sources): its language, mixing weight and its own shards of each split. */
+  sources?: Record<string, { lang: string; weight: number; splits: Record<string, ShardSplit> }>;
 }
 
 function writeFileAtomic(path: string, bytes: Uint8Array): void {

@@ -17,6 +17,7 @@ import { chooseDevice, native, resolvePrecision, type NativeModel } from './nati
 import { precisionOptions } from './precision.js';
 import { peakBf16Flops } from './gpu_peaks.js';
 import { ProgressBar, fmtDuration, formatStep } from './progress.js';
+import { MixedSampler, type MixSource } from './mixing.js';
 import { WindowSampler, learningRate } from './sampler.js';
 import { loadRunTokenizer, loadTokenData, runTokenizerFile, shardDirOf, type TokenData } from './traindata.js';
 import { packSequences, type TokenSequences } from './jsonl.js';
@@ -60,6 +61,20 @@ function validationWindows(d: TokenData, seqLen: number, n: number): TokenSequen
   return packSequences(windows);
 }
 
+// Several sources in the shards (prep with data.sources): a seeded mix by data.sources' weights (or the
+// weights prep recorded). One source: the plain window sampler.
+function mixedSamplerFor(cfg: Config, data: TokenData, T: number): MixedSampler | null {
+  if (!data.streamSources) return null;
+  const names = [...new Set(data.streamSources)];
+  if (names.length < 2) return null;
+  const cfgWeights = Object.fromEntries(cfg.data.sources.map((s) => [s.name, s.weight]));
+  const sources: MixSource[] = names.map((name) => {
+    const streams = data.streamSources!.map((s, i) => (s === name ? i : -1)).filter((i) => i >= 0);
+    return { name, weight: cfgWeights[name] ?? data.sourceWeights?.[name] ?? 1, streams, lengths: streams.map((i) => data.streams[i].length) };
+  });
+  return new MixedSampler(sources, T, cfg.run.seed, cfg.train.shuffle);
+}
+
 export async function runTrain(cfg: Config, log: (s: string) => void = console.log): Promise<TrainOutcome> {
   const addon = native();
   const threads = addon.setThreads(cfg.run.threads);
@@ -101,6 +116,7 @@ export async function runTrain(cfg: Config, log: (s: string) => void = console.l
     );
   let params: Float32Array, m: Float32Array, v: Float32Array;
   let startStep = 0, tokensSeen = 0;
+  let loadedCursor: Record<string, number> | undefined;
   let fp8Saved: Fp8Tensors | null = null;
   if (latest) {
     params = loadWeights(latest.dir, layout, total);
@@ -108,6 +124,7 @@ export async function runTrain(cfg: Config, log: (s: string) => void = console.l
     ({ m, v } = st);
     fp8Saved = st.fp8;
     startStep = st.state.step;
+    loadedCursor = st.state.data_cursor;
     tokensSeen = st.state.tokens_seen;
     if (st.state.seed !== cfg.run.seed) throw new Error(`${latest.dir}: written with run.seed ${st.state.seed}, not ${cfg.run.seed}`);
     log(`resuming from ${latest.dir} (step ${startStep})`);
@@ -138,7 +155,8 @@ export async function runTrain(cfg: Config, log: (s: string) => void = console.l
   }
   const peak = dev.device === 'cuda' ? peakBf16Flops(dev.name) : null;
   net.attachData(data.streams);
-  const sampler = new WindowSampler(data.streams.map((s) => s.length), T, cfg.run.seed, cfg.train.shuffle);
+  const mix = mixedSamplerFor(cfg, data, T);
+  const sampler = mix ?? new WindowSampler(data.streams.map((s) => s.length), T, cfg.run.seed, cfg.train.shuffle);
   if (sampler.numWindows === 0)
     throw new Error(`${data.source}: ${data.streams.reduce((a, s) => a + s.length, 0)} tokens, fewer than seq_len + 1 = ${T + 1}`);
 
@@ -163,6 +181,12 @@ export async function runTrain(cfg: Config, log: (s: string) => void = console.l
       `${deviceNote} | precision ${prec.precision}`,
   );
 
+  if (mix) {
+    mix.restore(startStep, B * accum, latest ? loadedCursor : undefined);
+    log(`mixing ${mix.sources.map((m) => `${m.name} ${(100 * m.weight / mix.sources.reduce((a, x) => a + x.weight, 0)).toFixed(1)}%`).join(' / ')} by sequence (seeded)` +
+      (startStep ? `; cursor ${JSON.stringify(mix.cursorObject())}` : ''));
+  }
+
   let firstEval: number | null = null;
   let lastEval: number | null = kept.filter((r) => r.eval_loss !== undefined).pop()?.eval_loss ?? null;
   if (startStep === 0) {
@@ -181,6 +205,7 @@ export async function runTrain(cfg: Config, log: (s: string) => void = console.l
     tokenizer_hash: hash,
     data_windows: sampler.numWindows,
     precision: prec.precision,
+    ...(mix ? { data_cursor: mix.cursorObject() } : {}),
   });
   const save = (step: number) => {
     net.syncToHost(); // GPU weights, moments and FP8 state into params/m/v
@@ -238,6 +263,10 @@ export async function runTrain(cfg: Config, log: (s: string) => void = console.l
       (elapsed / (step - startStep)) * (steps - step));
   }
   bar.done();
+  if (mix && steps > startStep) {
+    const tot = mix.tokensBySource.reduce((a, b) => a + b, 0);
+    log(`mix realized over this run's ${tot} tokens: ${mix.sources.map((m, i) => `${m.name} ${(100 * mix.tokensBySource[i] / Math.max(1, tot)).toFixed(1)}%`).join(' / ')}`);
+  }
   if (startStep >= steps) log(`nothing to train: the run is already at step ${startStep}/${steps}`);
   else log(`trained ${steps - startStep} steps in ${fmtDuration((Date.now() - tStart) / 1000)}; checkpoint ${lastCheckpoint}`);
   return { outDir, step: Math.max(steps, startStep), checkpoint: lastCheckpoint, firstEvalLoss: firstEval, lastEvalLoss: lastEval, metricsFile };

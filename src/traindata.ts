@@ -13,6 +13,8 @@ export interface TokenData {
   docOffsets: Int32Array[] | null;
   tokenizerHash: string | null;
   vocabSize: number | null; // from the shard manifest, when known
+  streamSources: string[] | null; // per stream, its data source (shard dirs with several sources)
+  sourceWeights: Record<string, number> | null; // the weights prep recorded
 }
 
 export function shardDirOf(cfg: Config): string {
@@ -46,19 +48,24 @@ export async function loadTokenData(
   if (fs.statSync(where).isDirectory()) {
     const manifest = readManifest(where);
     const shards = openShardSplit(where, split, expectedHash ?? undefined);
+    const fileSource = new Map<string, string>();
+    for (const [name, s] of Object.entries(manifest.sources ?? {})) for (const f of s.splits[split]?.files ?? []) fileSource.set(f, name);
+    const files = manifest.splits[split].files;
     return {
       source: `${where} (${split})`,
       streams: shards.map((s) => s.tokens),
       docOffsets: shards.map((s) => s.docOffsets),
       tokenizerHash: manifest.tokenizer_hash,
       vocabSize: manifest.vocab_size,
+      streamSources: manifest.sources ? files.map((f) => fileSource.get(f) ?? 'default') : null,
+      sourceWeights: manifest.sources ? Object.fromEntries(Object.entries(manifest.sources).map(([k, v]) => [k, v.weight])) : null,
     };
   }
   if (/\.arrow$/i.test(where)) {
     const s = readTokenShard(where);
     if (expectedHash && s.tokenizerHash && s.tokenizerHash !== expectedHash)
       throw new Error(`${where}: made with tokenizer ${s.tokenizerHash}, but this run uses ${expectedHash}`);
-    return { source: where, streams: [s.tokens], docOffsets: [s.docOffsets], tokenizerHash: s.tokenizerHash, vocabSize: null };
+    return { source: where, streams: [s.tokens], docOffsets: [s.docOffsets], tokenizerHash: s.tokenizerHash, vocabSize: null, streamSources: null, sourceWeights: null };
   }
   const issues: LineIssues = { malformed: 0, examples: [] };
   const seqs = await readInputIdsJsonl(where, issues);
@@ -69,6 +76,8 @@ export async function loadTokenData(
     docOffsets: [Int32Array.from(seqs.offsets)],
     tokenizerHash: null,
     vocabSize: null,
+    streamSources: null,
+    sourceWeights: null,
   };
 }
 

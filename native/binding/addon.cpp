@@ -8,6 +8,7 @@
 #include "cuda_binding.h"
 #include "model.h"
 #include "model_wrap.h"
+#include "prep_binding.h"
 #include "rng.h"
 #ifdef _OPENMP
 #include <omp.h>
@@ -103,6 +104,9 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo));
   exports.Set("benchGemm", Napi::Function::New(env, BenchGemm));
+  registerRules(env, exports);
+  registerDedup(env, exports);
+  registerNgram(env, exports);
   registerCudaBindings(env, exports);
   return exports;
 }

@@ -92,6 +92,7 @@ test('a truncated shard is an error naming the file', () => {
   const cfg = writeJson(path.join(d, 'run.yaml'), {
     run: { out_dir: path.join(d, 'out'), stages: ['prep'] },
     data: { inputs: [corpus], val_fraction: 0 },
+    prep: { filters: [] },
     tokenizer: { train_vocab_size: 300 },
   });
   assert.equal(runCli(['--config', cfg]).code, 0);
