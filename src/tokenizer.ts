@@ -9,6 +9,10 @@ import os from 'node:os';
 import nodePath from 'node:path';
 import { fileURLToPath } from 'node:url';
 import tk from 'tokenizers';
+import { piecesEncodeLikeWhole, piecesForEncoding } from './tokenizer_pieces.js';
+
+/** Documents longer than this (UTF-16 units) are encoded in pieces when the tokenizer allows it. */
+export const ENCODE_PIECE_CHARS = 1 << 19;
 
 const require = createRequire(import.meta.url);
 
@@ -211,12 +215,15 @@ export class TextTokenizer {
   readonly bosId: number | null;
   /** sha256 of the tokenizer.json bytes, first 16 hex digits. */
   readonly hash: string;
+  /** Whether long documents may be encoded in pieces (tokenizer_pieces.ts says when that is exact). */
+  readonly encodesInPieces: boolean;
   private readonly tok: InstanceType<typeof tk.Tokenizer>;
 
-  private constructor(path: string, tok: InstanceType<typeof tk.Tokenizer>, hash: string) {
+  private constructor(path: string, tok: InstanceType<typeof tk.Tokenizer>, hash: string, encodesInPieces: boolean) {
     this.path = path;
     this.tok = tok;
     this.hash = hash;
+    this.encodesInPieces = encodesInPieces;
     this.vocabSize = tok.getVocabSize(true);
     const eos = EOS_CANDIDATES.map((t) => tok.tokenToId(t)).find((id) => id !== null && id !== undefined);
     if (eos === undefined || eos === null) {
@@ -241,11 +248,28 @@ export class TextTokenizer {
       throw new Error(`${path}: not a valid tokenizer.json (${(e as Error).message})`);
     }
     const hash = createHash('sha256').update(bytes).digest('hex').slice(0, 16);
-    return new TextTokenizer(path, tok, hash);
+    return new TextTokenizer(path, tok, hash, piecesEncodeLikeWhole(JSON.parse(bytes.toString('utf8'))));
   }
 
   /** Token ids of each text, without special tokens. */
-  async encodeBatch(texts: string[]): Promise<Uint32Array[]> {
+  async encodeBatch(texts: string[], pieceChars = ENCODE_PIECE_CHARS): Promise<Uint32Array[]> {
+    if (texts.length === 0) return [];
+    if (!this.encodesInPieces || texts.every((t) => t.length <= pieceChars)) return this.encodeWhole(texts);
+    const pieces = texts.map((t) => piecesForEncoding(t, pieceChars));
+    const ids = await this.encodeWhole(pieces.flat());
+    let k = 0;
+    return pieces.map((ps) => {
+      const parts = ids.slice(k, (k += ps.length));
+      if (parts.length === 1) return parts[0];
+      const out = new Uint32Array(parts.reduce((n, p) => n + p.length, 0));
+      let at = 0;
+      for (const p of parts) out.set(p, (at += p.length) - p.length);
+      return out;
+    });
+  }
+
+  /** Token ids of each text encoded in one piece (the reference the pieces must match). */
+  async encodeWhole(texts: string[]): Promise<Uint32Array[]> {
     if (texts.length === 0) return [];
     const encs = await this.tok.encodeBatch(texts, { addSpecialTokens: false });
     return encs.map((e) => Uint32Array.from(e.getIds()));

@@ -79,7 +79,7 @@ function prepConfig(dir: string, extra: Record<string, unknown> = {}) {
 }
 
 interface Report {
-  stages: Array<{ stage: string; source: string; docs_in: number; docs_out: number; reasons: Record<string, number> }>;
+  stages: Array<{ stage: string; source: string; docs_in: number; docs_out: number; reasons: Record<string, number>; bytes_in: number; extra?: Record<string, unknown> }>;
   dedup: Record<string, number>;
   clusters: Array<{ size: number; members: Array<{ id: string; jaccard: number }> }>;
   tokens: Record<string, Record<string, number>>;
@@ -156,7 +156,7 @@ test('prep resumes: a finished stage is not redone, an interrupted one is, and t
   assert.ok(ppl.docs_out <= Math.ceil(ppl.docs_in / 2) + 1);
 });
 
-test('prep survives bad input: invalid UTF-8, empty lines, a corrupt gzip names the file, a 20 MB one-line document', () => {
+test('prep survives bad input: invalid UTF-8, empty lines, a corrupt gzip names the file, a 50 MB one-line document', () => {
   const d = tmpDir('prep-bad');
   const txt = path.join(d, 'raw.txt');
   const r = rng(3);
@@ -164,13 +164,18 @@ test('prep survives bad input: invalid UTF-8, empty lines, a corrupt gzip names 
   const bad = Buffer.concat([Buffer.from(good.join('\n') + '\n'), Buffer.from([0xff, 0xc3, 0x28, 0xe2, 0x82, 0x0a]), Buffer.from('\n\n   \n')]);
   fs.writeFileSync(txt, bad);
   const big = path.join(d, 'big.jsonl');
-  let bigText = '';
-  while (bigText.length < 7_000_000) bigText += koWord(r) + ' ' + koWord(r) + '입니다. ';
-  fs.writeFileSync(big, JSON.stringify({ id: 'big', text: bigText }) + '\n');
+  // 50 MB on one line (as a scraped page with no newlines can be), from a 500-word vocabulary.
+  const pool = Array.from({ length: 500 }, () => koWord(r));
+  const sentences: string[] = [];
+  for (let bytes = 0; bytes < 50_000_000; ) {
+    const s = `${pool[Math.floor(r() * 500)]} ${pool[Math.floor(r() * 500)]} ${pool[Math.floor(r() * 500)]}입니다. `;
+    sentences.push(s);
+    bytes += Buffer.byteLength(s);
+  }
+  fs.writeFileSync(big, JSON.stringify({ id: 'big', text: sentences.join('') }) + '\n');
   const cfg = writeJson(path.join(d, 'run.yaml'), {
     run: { out_dir: path.join(d, 'out'), stages: ['prep'], threads: 2 },
     data: { sources: [{ name: 'raw', inputs: [txt, big], lang: 'ko' }], val_fraction: 0 },
-    tokenizer: { train_vocab_size: 300 },
     prep: { filters: ['rules', 'dedup'], workers: 1 },
   });
   const res = runCli(['--config', cfg]);
@@ -180,6 +185,9 @@ test('prep survives bad input: invalid UTF-8, empty lines, a corrupt gzip names 
   assert.equal(read.docs_in, 22); // 20 good lines, the invalid-bytes line, the big document
   const rules = rep.stages.find((s) => s.stage === 'rules')!;
   assert.ok(rules.docs_out >= 20, JSON.stringify(rules));
+  // The big document survives whole: its tokens are in the shards (Llama 3.1 needs > 1 token per 8 bytes).
+  const tokenize = rep.stages.find((s) => s.stage === 'tokenize')!;
+  assert.ok(tokenize.bytes_in > 50_000_000 && (tokenize.extra as { tokens: number }).tokens > 50_000_000 / 8, JSON.stringify(tokenize));
   const gz = path.join(d, 'corrupt.jsonl.gz');
   fs.writeFileSync(gz, Buffer.concat([zlib.gzipSync('{"text": "가나다"}\n'.repeat(100)).subarray(0, 40), Buffer.from('garbage')]));
   const cfg2 = writeJson(path.join(d, 'run2.yaml'), {

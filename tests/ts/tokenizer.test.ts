@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TextTokenizer, defaultTokenizerPath, trainByteLevelBpe } from '../../src/tokenizer.js';
+import { piecesEncodeLikeWhole, piecesForEncoding } from '../../src/tokenizer_pieces.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '..', '..', '..'); // dist/tests/ts -> repo root
@@ -126,6 +127,32 @@ test('Llama 3.1 default tokenizer', async () => {
   const [hello, ko] = await tok.encodeBatch(['Hello world', '안녕하세요, 세계!']);
   assert.deepEqual([...hello], [9906, 1917]); // Llama 3's well-known ids for "Hello" and " world"
   assert.equal(await tok.decode(ko), '안녕하세요, 세계!');
+});
+
+test('long documents encoded in pieces give the ids of the whole document', async () => {
+  await ready;
+  // Mixed Korean/English with runs of spaces, newlines, tabs, digits, punctuation and special tokens.
+  const long = docs.slice(0, 60).join('  \n\t') + ' 12345 <|endoftext|> end.';
+  for (const file of [trained, defaultTokenizerPath()]) {
+    const tok = TextTokenizer.fromFile(file);
+    assert.ok(tok.encodesInPieces, file);
+    for (const target of [200, 997, 5000]) {
+      const pieces = piecesForEncoding(long, target);
+      assert.ok(pieces.length > 3 && pieces.join('') === long);
+      for (const p of pieces.slice(1)) assert.match(p, /^ \S/);
+      const [whole] = await tok.encodeWhole([long]);
+      const [cut] = await tok.encodeBatch([long, 'short'], target);
+      assert.deepEqual([...cut], [...whole], `${path.basename(file)} pieces of ${target}`);
+    }
+  }
+  // No cut point at all: one piece.
+  assert.deepEqual(piecesForEncoding('가'.repeat(1000), 100), ['가'.repeat(1000)]);
+  // Normalizers and pre-tokenizers that see across a space rule pieces out.
+  const base = { pre_tokenizer: { type: 'ByteLevel' }, normalizer: { type: 'NFC' } };
+  assert.equal(piecesEncodeLikeWhole(base), true);
+  assert.equal(piecesEncodeLikeWhole({ ...base, normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend' }, { type: 'Replace' }] } }), false);
+  assert.equal(piecesEncodeLikeWhole({ ...base, pre_tokenizer: null }), false);
+  assert.equal(piecesEncodeLikeWhole({ ...base, added_tokens: [{ content: 'two words' }] }), false);
 });
 
 test('errors name the path', async () => {
