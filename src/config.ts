@@ -79,6 +79,12 @@ const EnRulesSchema = z
     min_stop_words: nonNegInt.default(2),
     max_dup_line_frac: unit.default(0.3),
     max_dup_line_char_frac: unit.default(0.2),
+    max_dup_para_frac: unit.default(0.3),
+    max_dup_para_char_frac: unit.default(0.2),
+    // Most frequent word 2-, 3-, 4-gram: its characters × count / document characters.
+    max_top_ngram_char_frac: z.array(unit).length(3).default([0.2, 0.18, 0.16]),
+    // Characters in repeated word 5- to 10-grams / document characters.
+    max_dup_ngram_char_frac: z.array(unit).length(6).default([0.15, 0.14, 0.13, 0.12, 0.11, 0.1]),
   })
   .strict();
 

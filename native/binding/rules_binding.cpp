@@ -46,6 +46,23 @@ ko::EnglishRuleParams englishParams(const Napi::Env& env, const Napi::Object& o)
   p.minStopWords = int64_t(paramOr(env, o, "min_stop_words", double(p.minStopWords), w));
   p.maxDupLineFrac = paramOr(env, o, "max_dup_line_frac", p.maxDupLineFrac, w);
   p.maxDupLineCharFrac = paramOr(env, o, "max_dup_line_char_frac", p.maxDupLineCharFrac, w);
+  p.maxDupParaFrac = paramOr(env, o, "max_dup_para_frac", p.maxDupParaFrac, w);
+  p.maxDupParaCharFrac = paramOr(env, o, "max_dup_para_char_frac", p.maxDupParaCharFrac, w);
+  // Arrays: top_{2,3,4}gram and dup_{5..10}gram thresholds, in that order.
+  auto list = [&](const char* key, double* dst, uint32_t n) {
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined() || v.IsNull()) return;
+    if (!v.IsArray() || v.As<Napi::Array>().Length() != n)
+      throw Napi::TypeError::New(env, w + "." + key + " must be an array of " + std::to_string(n) + " numbers");
+    auto a = v.As<Napi::Array>();
+    for (uint32_t i = 0; i < n; i++) {
+      Napi::Value x = a.Get(i);
+      if (!x.IsNumber()) throw Napi::TypeError::New(env, w + "." + key + "[" + std::to_string(i) + "] must be a number");
+      dst[i] = x.As<Napi::Number>().DoubleValue();
+    }
+  };
+  list("max_top_ngram_char_frac", p.maxTopNgramCharFrac, 3);
+  list("max_dup_ngram_char_frac", p.maxDupNgramCharFrac, 6);
   return p;
 }
 

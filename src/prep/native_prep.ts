@@ -48,7 +48,7 @@ export interface ArpaReaderHandle {
 
 export interface PrepNative {
   ruleReasonNames(): string[];
-  applyRules(lang: 'ko' | 'en', params: Record<string, number | boolean>, text: Buffer, offsets: BigInt64Array): Promise<RuleBatchResult>;
+  applyRules(lang: 'ko' | 'en', params: Record<string, number | boolean | number[]>, text: Buffer, offsets: BigInt64Array): Promise<RuleBatchResult>;
   minhash(text: Buffer, offsets: BigInt64Array, o: MinhashOptions): Promise<{ sigs: Uint32Array; exact: BigUint64Array }>;
   nearDuplicates(
     sigs: Uint32Array,

@@ -10,7 +10,7 @@ import {
 } from './stage.js';
 import path from 'node:path';
 
-function ruleParams(ctx: PrepContext, lang: 'ko' | 'en'): Record<string, number | boolean> {
+function ruleParams(ctx: PrepContext, lang: 'ko' | 'en'): Record<string, number | boolean | number[]> {
   return { ...(lang === 'ko' ? ctx.cfg.prep.rules.ko : ctx.cfg.prep.rules.en) };
 }
 

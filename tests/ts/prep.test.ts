@@ -5,6 +5,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { test } from 'node:test';
+import { packDocs } from '../../src/prep/documents.js';
+import { prepNative } from '../../src/prep/native_prep.js';
 import { readMetrics, runCli, runCliKilledAt, tinyModel, tmpDir, writeJson } from './cliHelpers.js';
 
 function rng(seed: number) {
@@ -266,4 +268,23 @@ test('ko-train lm train writes ARPA (gzipped) that lm query reads back; bad ARPA
   const rb = runCli(['lm', 'query', '--lm', badArpa, '--input', q]);
   assert.equal(rb.code, 1);
   assert.match(rb.stderr, /bad\.arpa: .*line 6/);
+});
+
+test('English repetition thresholds from the config reach the native rules; bad values name the key', async () => {
+  const addon = prepNative();
+  const names = addon.ruleReasonNames();
+  // 60 words, "the cat" 20 times: the top 2-gram covers 20 × 7 of 239 characters (0.59 > 0.20).
+  const words: string[] = [];
+  for (let i = 0; i < 20; i++) words.push('the', 'cat', `word${String.fromCharCode(97 + (i % 26))}${'xyz'[i % 3]}${i}`);
+  const doc = words.join(' ') + ' and with.';
+  const packed = packDocs([{ id: 'a', text: doc }]);
+  const dflt = await addon.applyRules('en', {}, packed.bytes, packed.offsets);
+  assert.equal(names[dflt.reason[0]], 'top_2gram_char_frac');
+  assert.ok(Math.abs(dflt.value[0] - (20 * 7) / [...doc].length) < 1e-12, String(dflt.value[0]));
+  const loose = await addon.applyRules('en', { max_top_ngram_char_frac: [1, 1, 1], max_dup_ngram_char_frac: [1, 1, 1, 1, 1, 1] }, packed.bytes, packed.offsets);
+  assert.equal(names[loose.reason[0]], 'kept');
+  await assert.rejects(async () => addon.applyRules('en', { max_top_ngram_char_frac: [1, 1] }, packed.bytes, packed.offsets), /prep\.rules\.en\.max_top_ngram_char_frac must be an array of 3 numbers/);
+  // Offsets past the end of the text are refused before any document is read.
+  const bad = new BigInt64Array([0n, BigInt(packed.bytes.length + 1)]);
+  await assert.rejects(async () => addon.applyRules('en', {}, packed.bytes, bad), /offset/i);
 });
