@@ -4,7 +4,7 @@
 // and, when built with CUDA and a GPU is present, the kernel alone (code points already on the device,
 // counted as input UTF-8 GB/s) and end to end (host normalization + transfers + kernel).
 // Input: $KO_BENCH_DATA/libreoffice-help-{ko,en}.jsonl when KO_BENCH_DATA names a directory that has them
-// (the "text" fields, read with the small JSON string scanner below), else ~30 MB of synthetic text each.
+// (the "text" fields), else ~30 MB of synthetic text each.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_corpus.h"
 #include "bench_registry.h"
 #include "lsh_dedup.h"
 #include "minhash.h"
@@ -33,132 +34,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-struct Docs {
-  std::string name;
-  std::string text;
-  std::vector<int64_t> offsets{0};
-  void add(const std::string& d) {
-    text += d;
-    offsets.push_back(int64_t(text.size()));
-  }
-  int64_t size() const { return int64_t(offsets.size()) - 1; }
-};
-
-// ---- a minimal JSON Lines reader: the "text" string of each top-level object ----------------------
-
-int hexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-bool read4Hex(const char*& p, const char* end, uint32_t* v) {
-  if (end - p < 4) return false;
-  *v = 0;
-  for (int i = 0; i < 4; i++) {
-    const int h = hexValue(p[i]);
-    if (h < 0) return false;
-    *v = *v * 16 + uint32_t(h);
-  }
-  p += 4;
-  return true;
-}
-// p at the opening quote; on success p is past the closing quote and *out (if non-null) holds the value.
-bool parseString(const char*& p, const char* end, std::string* out) {
-  if (p >= end || *p != '"') return false;
-  for (p++; p < end;) {
-    const char c = *p++;
-    if (c == '"') return true;
-    if (c != '\\') {
-      if (out) out->push_back(c);
-      continue;
-    }
-    if (p >= end) return false;
-    const char e = *p++;
-    char lit = 0;
-    switch (e) {
-      case 'n': lit = '\n'; break;
-      case 't': lit = '\t'; break;
-      case 'r': lit = '\r'; break;
-      case 'b': lit = '\b'; break;
-      case 'f': lit = '\f'; break;
-      case '"': case '\\': case '/': lit = e; break;
-      case 'u': {
-        uint32_t cp;
-        if (!read4Hex(p, end, &cp)) return false;
-        if (cp >= 0xD800 && cp <= 0xDBFF && end - p >= 6 && p[0] == '\\' && p[1] == 'u') {
-          const char* q = p + 2;
-          uint32_t lo;
-          if (read4Hex(q, end, &lo) && lo >= 0xDC00 && lo <= 0xDFFF) {
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            p = q;
-          }
-        }
-        if (cp >= 0xD800 && cp <= 0xDFFF) cp = ko::kReplacementChar;  // lone surrogate
-        if (out) ko::utf8Append(*out, cp);
-        continue;
-      }
-      default: return false;
-    }
-    if (out) out->push_back(lit);
-  }
-  return false;
-}
-// Skips a non-string JSON value (number, literal, nested array/object) up to the ',' or '}' that ends it.
-void skipValue(const char*& p, const char* end) {
-  int depth = 0;
-  while (p < end) {
-    if (*p == '"') {
-      if (!parseString(p, end, nullptr)) return;
-      continue;
-    }
-    if (*p == '[' || *p == '{') depth++;
-    if (*p == ']' || *p == '}') {
-      if (depth == 0) return;
-      depth--;
-    }
-    if (*p == ',' && depth == 0) return;
-    p++;
-  }
-}
-void skipSpace(const char*& p, const char* end) {
-  while (p < end && (*p == ' ' || *p == '\t' || *p == '\r')) p++;
-}
-bool textField(const std::string& line, std::string* text) {
-  const char* p = line.data();
-  const char* end = p + line.size();
-  skipSpace(p, end);
-  if (p >= end || *p++ != '{') return false;
-  while (p < end) {
-    skipSpace(p, end);
-    std::string key;
-    if (!parseString(p, end, &key)) return false;
-    skipSpace(p, end);
-    if (p >= end || *p++ != ':') return false;
-    skipSpace(p, end);
-    if (p < end && *p == '"') {
-      std::string value;
-      if (!parseString(p, end, &value)) return false;
-      if (key == "text") {
-        *text = std::move(value);
-        return true;
-      }
-    } else {
-      skipValue(p, end);
-    }
-    skipSpace(p, end);
-    if (p < end && *p == ',') p++;
-  }
-  return false;
-}
-bool readJsonl(const std::string& path, Docs& docs) {
-  std::ifstream in(path);
-  if (!in) return false;
-  std::string line, text;
-  while (std::getline(in, line))
-    if (textField(line, &text)) docs.add(text);
-  return docs.size() > 0;
-}
+using Docs = kobench::BenchDocs;
+using kobench::bestSeconds;
 
 // ---- synthetic text ------------------------------------------------------------------------------
 
@@ -195,32 +72,6 @@ Docs synthesize(bool korean, size_t bytes, uint64_t seed) {
   return d;
 }
 
-void setThreads(int n) {
-#ifdef _OPENMP
-  omp_set_num_threads(n);
-#else
-  (void)n;
-#endif
-}
-int maxThreads() {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
-
-template <class F>
-double bestSeconds(F fn, int reps) {
-  double best = 1e300;
-  for (int i = 0; i < reps; i++) {
-    const auto t0 = Clock::now();
-    fn();
-    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
-  }
-  return best;
-}
-
 // Random signatures of nDocs documents: 10% are copies of an earlier document with ~8% of the values
 // changed (estimated J ~ 0.92), 2% exact copies; the rest unrelated.
 std::vector<uint32_t> syntheticSignatures(int64_t nDocs, int numPerm, uint64_t seed) {
@@ -244,17 +95,19 @@ std::vector<uint32_t> syntheticSignatures(int64_t nDocs, int numPerm, uint64_t s
 KO_BENCH(prep, minhash) {
   const ko::MinhashParams mp;  // 128 permutations, 5-character shingles
   std::vector<Docs> corpora;
-  const char* dir = std::getenv("KO_BENCH_DATA");
   for (const char* lang : {"ko", "en"}) {
     Docs d;
-    if (dir && readJsonl(std::string(dir) + "/libreoffice-help-" + lang + ".jsonl", d)) {
-      d.name = std::string("libreoffice-help-") + lang;
+    const std::string name = std::string("libreoffice-help-") + lang;
+    std::vector<std::string> texts;
+    if (kobench::readJsonlTexts(kobench::benchDataPath((name + ".jsonl").c_str()), &texts)) {
+      d.name = name;
+      for (const std::string& t : texts) d.add(t);
     } else {
       d = synthesize(lang[0] == 'k', quick ? (8u << 20) : (30u << 20), lang[0] == 'k' ? 1 : 2);
     }
     corpora.push_back(std::move(d));
   }
-  const int threads = maxThreads();
+  const int threads = kobench::benchMaxThreads();
   std::printf("\n== prep: MinHash signatures (CPU; %d permutations, %d-character shingles) ==\n", mp.numPerm, mp.ngram);
   std::printf("%-22s %8s %9s %10s %12s %13s %14s\n", "corpus", "docs", "MB", "Mshingles", "1 thread MB/s",
               "normalize MB/s", std::string(std::to_string(threads) + " threads MB/s").c_str());
@@ -266,14 +119,14 @@ KO_BENCH(prep, minhash) {
     std::vector<uint32_t> cps;
     std::vector<int64_t> cpOff;
     const int reps = quick ? 1 : 3;
-    setThreads(1);
+    kobench::setBenchThreads(1);
     auto sign = [&] {
       ko::minhashSignatures(d.text.data(), d.offsets.data(), d.size(), mp, sigs.data(), exact.data());
     };
     const double t1 = bestSeconds(sign, reps);
     const double tn = bestSeconds(
         [&] { ko::dedupCodepoints(d.text.data(), d.offsets.data(), d.size(), &cps, &cpOff, nullptr); }, reps);
-    setThreads(threads);
+    kobench::setBenchThreads(threads);
     const double tp = bestSeconds(sign, reps);
     int64_t shingles = 0;
     for (int64_t i = 0; i < d.size(); i++) {

@@ -10,99 +10,20 @@
 #include <string>
 #include <vector>
 
+#include "bench_corpus.h"
 #include "bench_registry.h"
 #include "ngram_lm.h"
 #include "rng.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 double secondsSince(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-void appendUtf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += char(cp);
-  } else if (cp < 0x800) {
-    out += char(0xC0 | (cp >> 6));
-    out += char(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += char(0xE0 | (cp >> 12));
-    out += char(0x80 | ((cp >> 6) & 0x3F));
-    out += char(0x80 | (cp & 0x3F));
-  } else {
-    out += char(0xF0 | (cp >> 18));
-    out += char(0x80 | ((cp >> 12) & 0x3F));
-    out += char(0x80 | ((cp >> 6) & 0x3F));
-    out += char(0x80 | (cp & 0x3F));
-  }
-}
-
-int hex4(const char* p) {
-  int v = 0;
-  for (int i = 0; i < 4; i++) {
-    const char c = p[i];
-    v <<= 4;
-    if (c >= '0' && c <= '9') v |= c - '0';
-    else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
-    else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
-    else return -1;
-  }
-  return v;
-}
-
-// The value of the "text" key of one JSONL line (a minimal scanner: enough for well-formed records).
-bool jsonText(const std::string& line, std::string* out) {
-  const size_t k = line.find("\"text\"");
-  if (k == std::string::npos) return false;
-  size_t i = k + 6;
-  while (i < line.size() && (line[i] == ' ' || line[i] == ':')) i++;
-  if (i >= line.size() || line[i] != '"') return false;
-  out->clear();
-  for (i++; i < line.size() && line[i] != '"'; i++) {
-    if (line[i] != '\\') {
-      *out += line[i];
-      continue;
-    }
-    if (++i >= line.size()) break;
-    switch (line[i]) {
-      case 'n': *out += '\n'; break;
-      case 't': *out += '\t'; break;
-      case 'r': *out += '\r'; break;
-      case 'b': *out += '\b'; break;
-      case 'f': *out += '\f'; break;
-      case 'u': {
-        if (i + 4 >= line.size()) return false;
-        int cp = hex4(&line[i + 1]);
-        i += 4;
-        if (cp >= 0xD800 && cp < 0xDC00 && i + 6 < line.size() && line[i + 1] == '\\' && line[i + 2] == 'u') {
-          const int lo = hex4(&line[i + 3]);
-          if (lo >= 0xDC00 && lo < 0xE000) {
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            i += 6;
-          }
-        }
-        appendUtf8(*out, cp < 0 ? 0xFFFD : uint32_t(cp));
-        break;
-      }
-      default: *out += line[i];  // \" \\ \/
-    }
-  }
-  return true;
-}
-
 std::vector<std::string> loadDocs(bool quick, std::string* source) {
   std::vector<std::string> docs;
-  const char* dir = std::getenv("KO_BENCH_DATA");
-  if (dir) {
-    std::ifstream in(std::string(dir) + "/libreoffice-help-ko.jsonl");
-    std::string line, text;
-    while (in && std::getline(in, line))
-      if (jsonText(line, &text)) docs.push_back(text);
-    if (!docs.empty()) {
+  if (kobench::readJsonlTexts(kobench::benchDataPath("libreoffice-help-ko.jsonl"), &docs)) {
+    {
       *source = "libreoffice-help-ko.jsonl";
       if (quick && docs.size() > 500) docs.resize(500);
       return docs;
@@ -191,15 +112,10 @@ KO_BENCH(prep, ngram_lm) {
     }
     return best;
   };
-  int threads = 1;
-#ifdef _OPENMP
-  threads = omp_get_max_threads();
-  omp_set_num_threads(1);
-#endif
+  const int threads = kobench::benchMaxThreads();
+  kobench::setBenchThreads(1);
   const double t1 = scoreAll();
-#ifdef _OPENMP
-  omp_set_num_threads(threads);
-#endif
+  kobench::setBenchThreads(threads);
   const double tAll = scoreAll();
   int64_t scored = 0;
   double total = 0;

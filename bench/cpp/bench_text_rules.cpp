@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_corpus.h"
 #include "bench_registry.h"
 #include "rng.h"
 #include "text_rules.h"
@@ -25,89 +26,12 @@
 
 namespace {
 
-struct Corpus {
-  std::string text;
-  std::vector<int64_t> offsets{0};
-  void add(const std::string& doc) {
-    text += doc;
-    offsets.push_back(int64_t(text.size()));
-  }
-  int64_t docs() const { return int64_t(offsets.size()) - 1; }
-};
+using Corpus = kobench::BenchDocs;
 
-int hexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// Reads 4 hex digits at s[i..i+4) or returns -1.
-int32_t hex4(const std::string& s, size_t i) {
-  if (i + 4 > s.size()) return -1;
-  int32_t v = 0;
-  for (size_t k = 0; k < 4; k++) {
-    const int h = hexValue(s[i + k]);
-    if (h < 0) return -1;
-    v = v * 16 + h;
-  }
-  return v;
-}
-
-// The "text" string of one JSONL line, without a JSON parser: finds `"text"`, a colon, and decodes
-// the string (\n \t \r \b \f \" \\ \/ \uXXXX with surrogate pairs). False when there is none.
-bool extractText(const std::string& line, std::string* out) {
-  size_t k = line.find("\"text\"");
-  if (k == std::string::npos) return false;
-  k += 6;
-  while (k < line.size() && (line[k] == ' ' || line[k] == '\t')) k++;
-  if (k >= line.size() || line[k] != ':') return false;
-  k++;
-  while (k < line.size() && (line[k] == ' ' || line[k] == '\t')) k++;
-  if (k >= line.size() || line[k] != '"') return false;
-  out->clear();
-  for (size_t i = k + 1; i < line.size(); i++) {
-    const char c = line[i];
-    if (c == '"') return true;
-    if (c != '\\') {
-      out->push_back(c);
-      continue;
-    }
-    if (++i >= line.size()) return false;
-    switch (line[i]) {
-      case 'n': out->push_back('\n'); break;
-      case 't': out->push_back('\t'); break;
-      case 'r': out->push_back('\r'); break;
-      case 'b': out->push_back('\b'); break;
-      case 'f': out->push_back('\f'); break;
-      case 'u': {
-        int32_t cp = hex4(line, i + 1);
-        if (cp < 0) return false;
-        i += 4;
-        if (cp >= 0xD800 && cp <= 0xDBFF && i + 2 < line.size() && line[i + 1] == '\\' && line[i + 2] == 'u') {
-          const int32_t lo = hex4(line, i + 3);
-          if (lo >= 0xDC00 && lo <= 0xDFFF) {
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            i += 6;
-          }
-        }
-        ko::utf8Append(*out, uint32_t(cp));  // a lone surrogate becomes bytes the rules count as invalid
-        break;
-      }
-      default: out->push_back(line[i]);  // \" \\ \/
-    }
-  }
-  return false;
-}
-
+// The corpus's documents repeated until it holds targetBytes.
 bool loadJsonl(const std::string& path, size_t targetBytes, Corpus* c) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return false;
   std::vector<std::string> docs;
-  std::string line, text;
-  while (std::getline(f, line))
-    if (extractText(line, &text)) docs.push_back(text);
-  if (docs.empty()) return false;
+  if (!kobench::readJsonlTexts(path, &docs)) return false;
   while (c->text.size() < targetBytes)
     for (const std::string& d : docs) c->add(d);
   return true;
@@ -186,13 +110,13 @@ struct Timing {
 };
 
 Timing runOnce(ko::RuleLang lang, const Corpus& c, int64_t* kept) {
-  std::vector<ko::RuleVerdict> v(static_cast<size_t>(c.docs()));
+  std::vector<ko::RuleVerdict> v(static_cast<size_t>(c.size()));
   std::string out;
   std::vector<int64_t> outOff;
   const std::clock_t c0 = std::clock();
   const auto t0 = std::chrono::steady_clock::now();
   ko::applyRules(lang, ko::KoreanRuleParams(), ko::EnglishRuleParams(), c.text.data(), int64_t(c.text.size()),
-                 c.offsets.data(), c.docs(), v.data(), &out, &outOff);
+                 c.offsets.data(), c.size(), v.data(), &out, &outOff);
   const Timing t{std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
                  double(std::clock() - c0) / CLOCKS_PER_SEC};
   *kept = 0;
@@ -205,15 +129,12 @@ Timing runOnce(ko::RuleLang lang, const Corpus& c, int64_t* kept) {
 KO_BENCH(prep, rules) {
   const size_t target = size_t(quick ? 8 : 48) << 20;
   const int reps = quick ? 1 : 3;
-  int maxThreads = 1;
-#ifdef _OPENMP
-  maxThreads = omp_get_max_threads();
-#endif
+  const int maxThreads = kobench::benchMaxThreads();
   const char* dir = std::getenv("KO_BENCH_DATA");
   Corpus corpora[2];
   const char* source = "synthetic";
-  if (dir && loadJsonl(std::string(dir) + "/libreoffice-help-ko.jsonl", target, &corpora[0]) &&
-      loadJsonl(std::string(dir) + "/libreoffice-help-en.jsonl", target, &corpora[1])) {
+  if (loadJsonl(kobench::benchDataPath("libreoffice-help-ko.jsonl"), target, &corpora[0]) &&
+      loadJsonl(kobench::benchDataPath("libreoffice-help-en.jsonl"), target, &corpora[1])) {
     source = "libreoffice-help (KO_BENCH_DATA)";
   } else {
     if (dir) std::printf("KO_BENCH_DATA=%s: corpus files missing or empty, using synthetic text\n", dir);
@@ -231,20 +152,16 @@ KO_BENCH(prep, rules) {
     const double mb = double(c.text.size()) / 1e6;
     int64_t kept = 0;
     double wall1 = 1e300, cpu1 = 1e300, walln = 1e300;
-#ifdef _OPENMP
-    omp_set_num_threads(1);
-#endif
+    kobench::setBenchThreads(1);
     runOnce(langs[l], c, &kept);  // warm the scratch buffers
     for (int r = 0; r < reps; r++) {
       const Timing t = runOnce(langs[l], c, &kept);
       wall1 = std::min(wall1, t.wall), cpu1 = std::min(cpu1, t.cpu);
     }
-#ifdef _OPENMP
-    omp_set_num_threads(maxThreads);
-#endif
+    kobench::setBenchThreads(maxThreads);
     for (int r = 0; r < reps; r++) walln = std::min(walln, runOnce(langs[l], c, &kept).wall);
     std::printf("%-8s %9.1f %8lld %6.1f%% | %14.1f %14.1f | %14.1f %8d\n", l == 0 ? "korean" : "english", mb,
-                (long long)c.docs(), 100.0 * double(kept) / double(std::max<int64_t>(c.docs(), 1)), mb / wall1,
+                (long long)c.size(), 100.0 * double(kept) / double(std::max<int64_t>(c.size(), 1)), mb / wall1,
                 mb / std::max(cpu1, 1e-9), mb / walln, maxThreads);
   }
   return true;

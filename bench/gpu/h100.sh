@@ -3,10 +3,13 @@
 #
 # Here, once:   npm run build:ts && node bench/gpu/make-tokens.mjs .device/data      (the token file)
 # On the GPU:   run with carry [".device/data/tokens.bin"]:
-#               bash bench/gpu/h100.sh [all|build|test|kernels|train]      (default all)
+#               bash bench/gpu/h100.sh [all|build|test|kernels|prep|train]      (default all)
+#               (carry .device/data/libreoffice-help-{ko,en}.jsonl too, copied from ../shared/data, for
+#               the prep bench on real text; without them it uses synthetic text)
 # Writes everything under $RESULTS (default bench/results/<date>-h100/) and prints a short table last:
 #   build.log, ctest.log          every kernel against its CPU twin (ctest group cuda) + the CPU suites
 #   kernels.txt                   ko_bench --cuda: GEMM BF16/FP8 TFLOP/s, attention, fused kernels' GB/s
+#   prep.txt                      ko_bench --prep: rules, MinHash CPU beside the CUDA kernel (GB/s), LSH, LM
 #   train.txt, metrics-*.jsonl    200 steps of the Qwen3-0.6B shape at seq 2048, BF16 and FP8, same data
 #   loss-compare.txt              FP8 loss within 1% of BF16 at every logged step after step 50
 set -uo pipefail
@@ -53,6 +56,10 @@ if [ "$what" = all ] || [ "$what" = kernels ]; then
   timeout 300 "$BUILD/ko_bench" --cuda > "$RESULTS/kernels.txt" 2>&1
   status "ko_bench --cuda" "rc=$? ($(wc -l < "$RESULTS/kernels.txt") lines)"
 fi
+if [ "$what" = all ] || [ "$what" = prep ]; then
+  KO_BENCH_DATA=.device/data timeout 240 "$BUILD/ko_bench" --prep > "$RESULTS/prep.txt" 2>&1
+  status "ko_bench --prep" "rc=$? ($(grep -A3 'MinHash signatures (CUDA)' "$RESULTS/prep.txt" | tail -1))"
+fi
 if [ "$what" = all ] || [ "$what" = train ]; then
   tokens=.device/data/tokens.bin
   if [ ! -f "$tokens" ]; then
@@ -67,5 +74,5 @@ if [ "$what" = all ] || [ "$what" = train ]; then
   fi
 fi
 echo "==== $RESULTS"
-for f in kernels.txt train.txt; do [ -f "$RESULTS/$f" ] && { echo "---- $f"; tail -25 "$RESULTS/$f"; }; done
+for f in kernels.txt prep.txt train.txt; do [ -f "$RESULTS/$f" ] && { echo "---- $f"; tail -25 "$RESULTS/$f"; }; done
 echo "---- summary"; cat "$RESULTS/summary.txt"
