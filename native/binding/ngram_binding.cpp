@@ -10,6 +10,7 @@
 
 #include "async_task.h"
 #include "buffers.h"
+#include "lm_normalize.h"
 #include "ngram_lm.h"
 #include "prep_binding.h"
 
@@ -207,7 +208,31 @@ class ArpaReaderWrap : public Napi::ObjectWrap<ArpaReaderWrap> {
 
 }  // namespace
 
+// lmNormalize(text, offsets) → Promise<{text, offsets}>: lm_normalize.h on NFKC + lower-cased documents.
+Napi::Value LmNormalize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  size_t nBytes = 0;
+  const char* text = bytesOf(env, info[0], "lmNormalize: text", &nBytes);
+  int64_t nDocs = 0;
+  const int64_t* offsets = offsetsOf(env, info[1], "lmNormalize: offsets", nBytes, &nDocs);
+  struct Out {
+    std::string text;
+    std::vector<int64_t> offsets;
+  };
+  auto out = std::make_shared<Out>();
+  return AsyncTask::run(
+      env, [=] { ko::lmNormalizeBatch(text, int64_t(nBytes), offsets, nDocs, &out->text, &out->offsets); },
+      [out](Napi::Env env) -> Napi::Value {
+        auto o = Napi::Object::New(env);
+        o.Set("text", Napi::Buffer<char>::Copy(env, out->text.data(), out->text.size()));
+        o.Set("offsets", copyToTypedArray(env, out->offsets));
+        return o;
+      },
+      {info[0], info[1]});
+}
+
 void registerNgram(Napi::Env env, Napi::Object exports) {
+  exports.Set("lmNormalize", Napi::Function::New(env, LmNormalize));
   auto* cls = new NgramClasses();
   cls->model = Napi::Persistent(NgramModelWrap::define(env));
   env.SetInstanceData<NgramClasses>(cls);

@@ -56,6 +56,7 @@ export interface PrepNative {
     o: { bands: number; rows: number; threshold: number },
     exact: BigUint64Array | null,
   ): Promise<NearDupResult>;
+  lmNormalize(text: Buffer, offsets: BigInt64Array): Promise<{ text: Buffer; offsets: BigInt64Array }>;
   NgramCounter: new (order: number) => NgramCounterHandle;
   ArpaReader: new () => ArpaReaderHandle;
 }

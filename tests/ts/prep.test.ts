@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { test } from 'node:test';
+import { lmNormalize, lmNormalizeBatch } from '../../src/lm.js';
 import { packDocs } from '../../src/prep/documents.js';
 import { prepNative } from '../../src/prep/native_prep.js';
 import { readMetrics, runCli, runCliKilledAt, tinyModel, tmpDir, writeJson } from './cliHelpers.js';
@@ -287,4 +288,29 @@ test('English repetition thresholds from the config reach the native rules; bad 
   // Offsets past the end of the text are refused before any document is read.
   const bad = new BigInt64Array([0n, BigInt(packed.bytes.length + 1)]);
   await assert.rejects(async () => addon.applyRules('en', {}, packed.bytes, bad), /offset/i);
+});
+
+test('native LM normalization equals the JavaScript reference on the example corpus and on edge cases', async () => {
+  const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', '..');
+  const texts: string[] = [];
+  for (const f of ['libreoffice-help-ko.jsonl', 'libreoffice-help-en.jsonl']) {
+    const file = path.join(repo, 'examples', 'data', f);
+    if (!fs.existsSync(file)) continue;
+    for (const l of fs.readFileSync(file, 'utf8').split('\n')) if (l) texts.push((JSON.parse(l) as { text: string }).text);
+  }
+  assert.ok(texts.length >= 1000, `corpus documents: ${texts.length}`);
+  texts.push(
+    'ＡＢＣ １２３ Ⅻ ℃ ﬁ', // NFKC folds these before the native part
+    'İstanbul ΣΑΣ', // lower-casing that changes length
+    '\u0663\u096a 7\u20ac 3.14% \u{1f600}\u{1f1f0}\u{1f1f7}',
+    'a\u2028b\u2029c\r\nd\u000be\u0085f\ufeffg\u00a0h\u3000i',
+    '\n\n \t \n',
+    '',
+    '«quote» — dash… ‘x’ “y” 〈z〉 ※ ☆ ♥',
+  );
+  const native = await lmNormalizeBatch(texts);
+  assert.equal(native.length, texts.length);
+  let diff = -1;
+  for (let i = 0; i < texts.length && diff < 0; i++) if (native[i] !== lmNormalize(texts[i])) diff = i;
+  assert.equal(diff, -1, diff < 0 ? '' : `document ${diff}: ${JSON.stringify(texts[diff]).slice(0, 200)}\nnative ${JSON.stringify(native[diff]).slice(0, 200)}\njs     ${JSON.stringify(lmNormalize(texts[diff])).slice(0, 200)}`);
 });
