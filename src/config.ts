@@ -171,6 +171,9 @@ const ModelSchema = z
     tie_word_embeddings: z.boolean().default(true),
     init_from: z.string().nullable().default(null), // an HF-layout checkpoint dir (continual pretraining)
     init_std: z.number().positive().default(0.02),
+    // Rows added when the run's tokenizer is larger than init_from's vocabulary: `mean` of the base rows of
+    // the token's decomposition under init_from's tokenizer, or `random` with the base rows' scale.
+    new_token_init: z.enum(['mean', 'random']).default('mean'),
   })
   .strict();
 
@@ -211,6 +214,8 @@ const TrainSchema = z
     checkpoint_every: nonNegInt.default(0), // 0 = only at the end
     keep_checkpoints: nonNegInt.default(3), // 0 = keep all
     resume: z.boolean().default(false),
+    // After a vocabulary resize: train only the new embedding / LM-head rows for this many steps.
+    freeze_old_embeddings_steps: nonNegInt.default(0),
   })
   .strict();
 
