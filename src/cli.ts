@@ -10,6 +10,7 @@ import { generate } from './generate.js';
 import { runPipeline } from './pipeline.js';
 import { runPrep } from './prep.js';
 import { lmQueryCommand, lmTrainCommand } from './lm_cli.js';
+import { tokenizerExtendCommand, tokenizerReportCommand } from './tokenizer_cli.js';
 import { runTrain } from './train.js';
 
 type Args = ArgumentsCamelCase<Record<string, unknown>>;
@@ -17,7 +18,8 @@ type Args = ArgumentsCamelCase<Record<string, unknown>>;
 // Options each command declares; anything else must be a dotted config override.
 const OWN = new Set(['_', '$0', 'what', 'config', 'c', 'help', 'version', 'json', 'checkpoint', 'data', 'prompt', 'steps',
   'max-len', 'split', 'max-new-tokens', 'temperature', 'top-k', 'top-p', 'seed', 'threads', 'warmup', 'kernel', 'action', 'order',
-  'input', 'out', 'field', 'tokenization', 'tokenizer', 'lm', 'normalize']);
+  'input', 'out', 'field', 'tokenization', 'tokenizer', 'lm', 'normalize', 'base', 'corpus', 'add', 'max-piece-chars',
+  'maxPieceChars', 'entropy-split', 'entropySplit']);
 
 function overridesOf(argv: Args): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -150,6 +152,36 @@ export async function main(args = hideBin(process.argv)): Promise<void> {
         } else {
           if (!argv.lm) throw new ConfigError('lm query: --lm is required');
           await lmQueryCommand({ lm: argv.lm, input: argv.input?.[0] ? String(argv.input[0]) : null, normalize: argv.normalize, log: console.log });
+        }
+      },
+    )
+    .command(
+      'tokenizer <action>',
+      'Korean-extended vocabularies: `tokenizer extend` learns Korean pieces (Unigram) and merges them into a byte-level BPE; `tokenizer report` compares tokenizers',
+      (y) =>
+        y
+          .positional('action', { choices: ['extend', 'report'] as const })
+          .option('base', { type: 'string', default: 'llama3.1', describe: 'extend: llama3.1, qwen3 or a tokenizer.json (or its folder)' })
+          .option('corpus', { type: 'string', array: true, describe: 'extend: Korean text, JSONL or plain, .gz allowed' })
+          .option('add', { type: 'number', default: 72000, describe: 'extend: new tokens to add' })
+          .option('out', { type: 'string', describe: 'extend: output folder (tokenizer.json, tokenizer_config.json, pieces.tsv, extend_report.json)' })
+          .option('max-piece-chars', { type: 'number', default: 8, describe: 'extend: longest piece in characters (a leading space counts)' })
+          .option('entropy-split', { type: 'boolean', default: false, describe: 'extend: split Hangul runs at branching-entropy boundaries before learning' })
+          .option('tokenizer', { type: 'string', array: true, describe: 'report: tokenizer.json files (A, then B), or llama3.1' })
+          .option('data', { type: 'string', array: true, describe: 'report: text files, JSONL or plain, .gz allowed' })
+          .option('field', { type: 'string', default: 'text', describe: 'JSONL text field' })
+          .option('json', { type: 'boolean', default: false })
+          .option('threads', { type: 'number', default: 0 }),
+      async (argv) => {
+        overridesOf(argv as Args);
+        const { native } = await import('./native.js');
+        native().setThreads(argv.threads);
+        if (argv.action === 'extend') {
+          if (!argv.out) throw new ConfigError('tokenizer extend: --out is required');
+          await tokenizerExtendCommand({ base: argv.base, corpus: (argv.corpus ?? []).map(String), add: argv.add, out: argv.out, field: argv.field, maxPieceChars: argv['max-piece-chars'] as number, entropySplit: argv['entropy-split'] as boolean, log: console.log });
+        } else {
+          if (!argv.data?.length) throw new ConfigError('tokenizer report: --data is required');
+          await tokenizerReportCommand({ tokenizers: (argv.tokenizer ?? ['llama3.1']).map(String), data: argv.data.map(String), field: argv.field, json: argv.json, log: console.log });
         }
       },
     )

@@ -34,7 +34,7 @@ const BOS_CANDIDATES = ['<|begin_of_text|>', '<s>'];
  * The byte-level alphabet in byte order (GPT-2's bytes_to_unicode): printable bytes map to
  * themselves, the others to U+0100 onwards.
  */
-function byteAlphabetInByteOrder(): string[] {
+export function byteAlphabetInByteOrder(): string[] {
   const out: string[] = [];
   let n = 0;
   for (let b = 0; b < 256; b++) {
@@ -44,9 +44,9 @@ function byteAlphabetInByteOrder(): string[] {
   return out;
 }
 
-type MergeEntry = [string, string];
+export type MergeEntry = [string, string];
 
-function parseMerges(raw: unknown, file: string): MergeEntry[] {
+export function parseMerges(raw: unknown, file: string): MergeEntry[] {
   if (!Array.isArray(raw)) throw new Error(`${file}: model.merges is not an array`);
   return raw.map((m, i): MergeEntry => {
     if (Array.isArray(m) && m.length === 2 && typeof m[0] === 'string' && typeof m[1] === 'string') {
