@@ -607,6 +607,9 @@ TrainStepResult CudaModel::trainStep(const uint32_t* inputs, const int32_t* targ
     lossSum += I.downloadLossSum(R, targets + size_t(a) * R);
   }
   r.loss = lossSum / double(total);
+  const OptimizerPlan plan = optimizerPlan(cfg_, I.layout, o);
+  for (const auto& f : plan.frozen)
+    cudaCheck(cudaMemsetAsync(I.grads + f.first, 0, f.second * 4, I.stream), "zero frozen gradients");
   check(sumSquares(I.sumsq, I.grads, I.nParams, I.sumsqScratch, false, I.stream));
   double sq = 0;
   cudaCheck(cudaMemcpyAsync(&sq, I.sumsq, sizeof(double), cudaMemcpyDeviceToHost, I.stream), "download norm");
@@ -614,9 +617,9 @@ TrainStepResult CudaModel::trainStep(const uint32_t* inputs, const int32_t* targ
   r.gradNorm = std::sqrt(sq);
   float scale = 1.f;
   if (o.gradClip > 0 && r.gradNorm > 0) scale = float(std::min(1.0, o.gradClip / (r.gradNorm + 1e-6)));
-  for (const auto& p : I.layout)
-    adamwUpdateDevice(I.params + p.offset, I.grads + p.offset, I.m + p.offset, I.v + p.offset, p.size, o.adam.lr,
-                      o.adam.beta1, o.adam.beta2, o.adam.eps, o.adam.step, p.decay ? o.weightDecay : 0.f, scale,
+  for (const auto& u : plan.update)
+    adamwUpdateDevice(I.params + u.offset, I.grads + u.offset, I.m + u.offset, I.v + u.offset, u.size, o.adam.lr,
+                      o.adam.beta1, o.adam.beta2, o.adam.eps, u.step, u.decay ? o.weightDecay : 0.f, scale,
                       I.stream);
   check(checkLastError("adamwUpdateDevice"));
   if (I.anyFp8() && !I.prec.recipe.currentScaling) {

@@ -570,14 +570,48 @@ TrainStepResult trainStep(Model& model, float* grads, float* m, float* v, const 
     model.backward(grads, float(1.0 / double(total)));
   }
   r.loss = lossSum / double(total);
+  const OptimizerPlan plan = optimizerPlan(model.config(), paramLayout(model.config()), o);
+  for (const auto& f : plan.frozen) std::fill(grads + f.first, grads + f.first + f.second, 0.f);
   r.gradNorm = std::sqrt(sumSquares(grads, n));
   float scale = 1.f;
   if (o.gradClip > 0 && r.gradNorm > 0) scale = float(std::min(1.0, o.gradClip / (r.gradNorm + 1e-6)));
-  for (const auto& p : paramLayout(model.config()))
-    adamwUpdate(model.params() + p.offset, grads + p.offset, m + p.offset, v + p.offset, p.size, o.adam,
-                p.decay ? o.weightDecay : 0.f, scale);
+  for (const auto& u : plan.update) {
+    AdamWParams hp = o.adam;
+    hp.step = u.step;
+    adamwUpdate(model.params() + u.offset, grads + u.offset, m + u.offset, v + u.offset, u.size, hp,
+                u.decay ? o.weightDecay : 0.f, scale);
+  }
   model.endStep(o.adam.step - 1);
   return r;
+}
+
+OptimizerPlan optimizerPlan(const ModelConfig& c, const std::vector<ParamInfo>& layout, const TrainStepOptions& o) {
+  OptimizerPlan plan;
+  const int64_t step = o.adam.step;
+  if (o.newRowsFrom < 0 || o.freezeSteps <= 0) {
+    for (const auto& p : layout) plan.update.push_back({p.offset, p.size, p.decay, step});
+    return plan;
+  }
+  if (o.newRowsFrom > c.vocabSize)
+    throw InputError("newRowsFrom " + std::to_string(o.newRowsFrom) + " is beyond vocab_size " +
+                     std::to_string(c.vocabSize));
+  const bool warmup = step <= o.freezeSteps;
+  const int64_t oldStep = step - o.freezeSteps;  // steps the once-frozen weights have been trained
+  auto old = [&](size_t off, size_t size, bool decay) {
+    if (size == 0) return;
+    if (warmup) plan.frozen.push_back({off, size});
+    else plan.update.push_back({off, size, decay, oldStep});
+  };
+  for (const auto& p : layout) {
+    if (p.name == "model.embed_tokens.weight" || p.name == "lm_head.weight") {
+      const size_t oldSize = size_t(o.newRowsFrom) * size_t(c.hiddenSize);
+      old(p.offset, oldSize, p.decay);
+      if (p.size > oldSize) plan.update.push_back({p.offset + oldSize, p.size - oldSize, p.decay, step});
+    } else {
+      old(p.offset, p.size, p.decay);
+    }
+  }
+  return plan;
 }
 
 }  // namespace ko

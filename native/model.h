@@ -155,7 +155,29 @@ struct TrainStepOptions {
   int batchSize = 1, seqLen = 1, accum = 1;
   AdamWParams adam{};
   float weightDecay = 0.f, gradClip = 0.f;
+  // Embedding warm-up after a vocabulary resize (train.freeze_old_embeddings_steps). Rows >= newRowsFrom of
+  // embed_tokens (and of an untied lm_head) are the new tokens' (-1 = no resize: everything trains). While
+  // adam.step <= freezeSteps only those rows are updated: every other weight, row and AdamW moment stays
+  // bit-identical (their gradients are zeroed before the norm, so clipping sees only the trainable ones).
+  // Afterwards all train; the once-frozen weights take AdamW step adam.step - freezeSteps (their moments
+  // started at zero then, as with torch's per-parameter step counts). The step number alone decides, so a
+  // resumed run continues exactly.
+  int64_t newRowsFrom = -1;
+  int64_t freezeSteps = 0;
 };
+// One contiguous piece of the parameter buffer that AdamW updates in a step.
+struct AdamWRange {
+  size_t offset = 0, size = 0;
+  bool decay = false;
+  int64_t step = 1;  // the AdamW step (bias correction) for this piece
+};
+struct OptimizerPlan {
+  std::vector<AdamWRange> update;                    // in offset order
+  std::vector<std::pair<size_t, size_t>> frozen;     // [offset, size) pieces left untouched this step
+};
+// What trainStep (CPU and CUDA) updates for options o: every tensor, or during the embedding warm-up only
+// the new rows. Throws InputError for a newRowsFrom beyond the vocabulary.
+OptimizerPlan optimizerPlan(const ModelConfig& c, const std::vector<ParamInfo>& layout, const TrainStepOptions& o);
 struct TrainStepResult {
   double loss = 0, gradNorm = 0;
   int64_t tokens = 0;

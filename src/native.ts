@@ -28,6 +28,10 @@ export interface TrainStepOptions {
   weightDecay: number;
   gradClip: number;
   step: number; // 1-based AdamW step
+  // Vocabulary-resize warm-up: rows >= newRowsFrom of embed_tokens / lm_head are new (-1 = none); for
+  // step <= freezeSteps only they are updated (see TrainStepOptions in native/model.h).
+  newRowsFrom?: number;
+  freezeSteps?: number;
 }
 
 export interface NativeModel {

@@ -21,6 +21,7 @@ import { MixedSampler, type MixSource } from './mixing.js';
 import { WindowSampler, learningRate } from './sampler.js';
 import { loadRunTokenizer, loadTokenData, runTokenizerFile, shardDirOf, type TokenData } from './traindata.js';
 import { packSequences, type TokenSequences } from './jsonl.js';
+import { loadResizedWeights, planVocabResize } from './vocab_resize.js';
 
 export interface MetricRow {
   step: number;
@@ -99,9 +100,16 @@ export async function runTrain(cfg: Config, log: (s: string) => void = console.l
     }
   }
 
-  const model: ResolvedModel = cfg.model.init_from
-    ? modelFromHfConfig(path.join(cfg.model.init_from, 'config.json'))
+  // Continual pretraining: init_from's config.json defines the model, with the vocabulary grown to the run's
+  // tokenizer when that is larger (src/vocab_resize.ts; resumed runs have the grown size in their layout).
+  const baseModel = cfg.model.init_from ? modelFromHfConfig(path.join(cfg.model.init_from, 'config.json')) : null;
+  const resize = baseModel ? planVocabResize(baseModel, tokenizer) : null;
+  const model: ResolvedModel = baseModel
+    ? { ...baseModel, vocab_size: resize?.newVocab ?? baseModel.vocab_size }
     : resolveModel(cfg.model, tokenizer?.vocabSize ?? data.vocabSize);
+  const freezeSteps = resize ? cfg.train.freeze_old_embeddings_steps : 0;
+  if (cfg.train.freeze_old_embeddings_steps > 0 && !resize)
+    log(`warning: train.freeze_old_embeddings_steps is ${cfg.train.freeze_old_embeddings_steps} but the vocabulary was not resized (it needs model.init_from and a larger tokenizer); ignored`);
   const layout = addon.paramLayout(model);
   const total = layout[layout.length - 1].offset + layout[layout.length - 1].size;
   const T = cfg.train.seq_len, B = cfg.train.batch_size, accum = cfg.train.grad_accum;
@@ -132,7 +140,12 @@ export async function runTrain(cfg: Config, log: (s: string) => void = console.l
     m = new Float32Array(total);
     v = new Float32Array(total);
     if (cfg.model.init_from) {
-      params = loadWeights(cfg.model.init_from, layout, total);
+      params = resize && baseModel && tokenizer
+        ? await loadResizedWeights({
+            dir: cfg.model.init_from, baseModel, resize, layout, total, paramLayout: (m) => addon.paramLayout(m),
+            runTokenizer: tokenizer, mode: cfg.model.new_token_init, seed: cfg.run.seed, log,
+          })
+        : loadWeights(cfg.model.init_from, layout, total);
       log(`initialised from ${cfg.model.init_from}`);
     } else {
       params = new Float32Array(total);
@@ -180,6 +193,9 @@ export async function runTrain(cfg: Config, log: (s: string) => void = console.l
       `data ${data.source}: ${sampler.numWindows} windows of ${T + 1} tokens | device ${dev.device} (${dev.reason}), ` +
       `${deviceNote} | precision ${prec.precision}`,
   );
+
+  if (freezeSteps > 0)
+    log(`steps 1–${freezeSteps} train only the ${resize!.newVocab - resize!.baseVocab} new embedding${model.tie_word_embeddings ? '' : ' and LM-head'} rows; everything else is frozen until then`);
 
   if (mix) {
     mix.restore(startStep, B * accum, latest ? loadedCursor : undefined);
@@ -237,6 +253,8 @@ export async function runTrain(cfg: Config, log: (s: string) => void = console.l
       weightDecay: cfg.train.weight_decay,
       gradClip: cfg.train.grad_clip,
       step,
+      newRowsFrom: resize ? resize.baseVocab : -1,
+      freezeSteps,
     });
     const ms = Date.now() - t0;
     tokensSeen += r.tokens;

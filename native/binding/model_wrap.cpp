@@ -239,7 +239,7 @@ Napi::Value ModelWrap::AttachData(const Napi::CallbackInfo& info) {
 }
 
 // trainStep({windows: Uint32Array [shard, offset]*, batchSize, seqLen, accum, lr, beta1, beta2, eps,
-//            weightDecay, gradClip, step}) → Promise<{loss, gradNorm, tokens}>
+//            weightDecay, gradClip, step, newRowsFrom?, freezeSteps?}) → Promise<{loss, gradNorm, tokens}>
 Napi::Value ModelWrap::TrainStep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   checkIdle(env);
@@ -261,6 +261,8 @@ Napi::Value ModelWrap::TrainStep(const Napi::CallbackInfo& info) {
   if (opt.adam.step < 1) throw Napi::RangeError::New(env, "trainStep.step must be >= 1");
   opt.weightDecay = float(numberField(env, o, "weightDecay", w));
   opt.gradClip = float(numberField(env, o, "gradClip", w));
+  opt.newRowsFrom = int64_t(numberFieldOr(env, o, "newRowsFrom", -1, w));
+  opt.freezeSteps = int64_t(numberFieldOr(env, o, "freezeSteps", 0, w));
   const int64_t rows = int64_t(opt.batchSize) * opt.accum;
   const uint32_t* win = typedArrayData<uint32_t>(env, o.Get("windows"), "trainStep.windows", 2 * rows);
   for (int64_t r = 0; r < rows; r++) {

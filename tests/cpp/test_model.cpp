@@ -148,3 +148,76 @@ KO_TEST(model, model_config_validation_names_key) {
   c.headDim = 5;
   KO_CHECK(validateConfig(c).find("head_dim") != std::string::npos);
 }
+
+// Embedding warm-up after a vocabulary resize: for adam.step <= freezeSteps only rows >= newRowsFrom of
+// embed_tokens (and of an untied lm_head) change; every other weight and moment stays bit-identical.
+static void embeddingWarmup(ModelType t) {
+  ModelConfig c = tinyConfig(t);
+  const int newFrom = 30;  // rows 30..36 are "new"
+  std::vector<uint32_t> in;
+  std::vector<int32_t> tg;
+  randomTokens(in, tg, 2 * 6, c.vocabSize, 5);
+  for (size_t i = 0; i < in.size(); i += 3) in[i] = uint32_t(newFrom + i % 7);  // new tokens get gradients
+  TrainStepOptions o;
+  o.batchSize = 2;
+  o.seqLen = 6;
+  o.adam = {1e-2f, 0.9f, 0.95f, 1e-8f, 1};
+  o.weightDecay = 0.1f;
+  o.gradClip = 1.f;
+  o.newRowsFrom = newFrom;
+  o.freezeSteps = 2;
+  const auto layout = paramLayout(c);
+  std::vector<float> p(paramCount(c)), g(p.size()), mm(p.size(), 0.f), vv(p.size(), 0.f);
+  initParams(c, p.data(), 3);
+  const std::vector<float> p0 = p;
+  Model m(c, p.data());
+  // isNew(i): whether flat index i lies in a new row of embed_tokens / lm_head.
+  auto isNew = [&](size_t i) {
+    for (const auto& q : layout)
+      if ((q.name == "model.embed_tokens.weight" || q.name == "lm_head.weight") && i >= q.offset &&
+          i < q.offset + q.size)
+        return i - q.offset >= size_t(newFrom) * size_t(c.hiddenSize);
+    return false;
+  };
+  for (int s = 1; s <= 3; s++) {
+    o.adam.step = s;
+    trainStep(m, g.data(), mm.data(), vv.data(), in.data(), tg.data(), o);
+    size_t oldChanged = 0, newChanged = 0, oldMoments = 0;
+    for (size_t i = 0; i < p.size(); i++) {
+      const bool changed = std::memcmp(&p[i], &p0[i], sizeof(float)) != 0;
+      if (isNew(i)) newChanged += changed;
+      else {
+        oldChanged += changed;
+        oldMoments += mm[i] != 0.f || vv[i] != 0.f;
+      }
+    }
+    KO_CHECK(newChanged > 0);
+    if (s <= 2) {
+      KO_CHECK(oldChanged == 0);
+      KO_CHECK(oldMoments == 0);
+    } else {
+      KO_CHECK(oldChanged > p.size() / 2);
+    }
+  }
+  // After the warm-up the once-frozen weights count their AdamW steps from the end of it.
+  o.adam.step = 3;
+  const OptimizerPlan plan = optimizerPlan(c, layout, o);
+  KO_CHECK(plan.frozen.empty());
+  size_t covered = 0;
+  for (const auto& u : plan.update) {
+    covered += u.size;
+    KO_CHECK(u.step == (isNew(u.offset) ? 3 : 1));
+  }
+  KO_CHECK(covered == p.size());
+  o.newRowsFrom = c.vocabSize + 1;
+  bool threw = false;
+  try {
+    optimizerPlan(c, layout, o);
+  } catch (const InputError&) {
+    threw = true;
+  }
+  KO_CHECK(threw);
+}
+
+KO_TEST(model, embedding_warmup_llama_untied) { embeddingWarmup(ModelType::Llama); }
+KO_TEST(model, embedding_warmup_qwen3_tied) { embeddingWarmup(ModelType::Qwen3); }
