@@ -75,17 +75,25 @@ export async function tokenizerExtendCommand(o: {
   const words = [...counts.keys()];
   bar.log(`${docs} documents: ${words.length} distinct Hangul words in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
-  // 2. Unigram pieces. More than --add are learned: some are already base tokens.
-  const t1 = Date.now();
-  const vocabSize = Math.ceil(o.add * 1.25);
-  const uni = await tokNative().trainUnigram(words, Float64Array.from(words, (w) => counts.get(w)!), { vocabSize, maxPieceChars: o.maxPieceChars }, (p) =>
-    bar.update(Math.max(0, vocabSize), Math.max(vocabSize, p.pieces), `Unigram EM round ${p.round} iteration ${p.iteration}: ${p.pieces} pieces, log-likelihood ${p.logLikelihood.toExponential(4)}`, 0),
-  );
-  bar.log(`Unigram: ${uni.pieces.length} pieces (target ${vocabSize}) in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
-
-  // 3. Merge into the base tokenizer.
-  const order = uni.pieces.map((p, i) => [p, uni.logProbs[i]] as const).filter(([p]) => [...p.trim()].length > 0);
-  const { json, stats } = extendByteLevelBpe(base, order.map(([p]) => p), o.add, baseFile);
+  // 2. Unigram pieces, 3. merged into the base. More pieces than --add are learned, since some are already
+  // base tokens; when the merge still runs out of pieces, learn again with twice as many (up to 3 times),
+  // unless the corpus has no more to give.
+  let vocabSize = Math.ceil(o.add * 1.25);
+  let uni: { pieces: string[]; logProbs: Float64Array } = { pieces: [], logProbs: new Float64Array() };
+  let merged: ReturnType<typeof extendByteLevelBpe> | null = null;
+  let order: Array<readonly [string, number]> = [];
+  for (let attempt = 0; attempt < 3; attempt++, vocabSize *= 2) {
+    const t1 = Date.now();
+    const target = vocabSize;
+    uni = await tokNative().trainUnigram(words, Float64Array.from(words, (w) => counts.get(w)!), { vocabSize: target, maxPieceChars: o.maxPieceChars }, (p) =>
+      bar.update(target, Math.max(target, p.pieces), `Unigram EM round ${p.round} iteration ${p.iteration}: ${p.pieces} pieces, log-likelihood ${p.logLikelihood.toExponential(4)}`, 0),
+    );
+    bar.log(`Unigram: ${uni.pieces.length} pieces (target ${target}) in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
+    order = uni.pieces.map((p, i) => [p, uni.logProbs[i]] as const).filter(([p]) => [...p.trim()].length > 0);
+    merged = extendByteLevelBpe(base, order.map(([p]) => p), o.add, baseFile);
+    if (merged.stats.added >= o.add || uni.pieces.length < target) break;
+  }
+  const { json, stats } = merged!;
   fs.mkdirSync(o.out, { recursive: true });
   const outFile = path.join(o.out, 'tokenizer.json');
   const tmp = outFile + '.partial';

@@ -10,6 +10,7 @@
 #include "model_wrap.h"
 #include "prep_binding.h"
 #include "rng.h"
+#include "tokenizer_binding.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -107,6 +108,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   registerRules(env, exports);
   registerDedup(env, exports);
   registerNgram(env, exports);
+  registerTokenizer(env, exports);
   registerCudaBindings(env, exports);
   return exports;
 }
