@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TextTokenizer, defaultTokenizerPath } from '../../src/tokenizer.js';
+import { runCli } from './cliHelpers.js';
 import { bpeWord, extendByteLevelBpe, isHangulSafeMerge, toByteLevel, type TokenizerJson } from '../../src/tokenizer_extend.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -125,4 +126,35 @@ test('merge planning: the BPE simulation matches the tokenizers package, and uns
   assert.equal(isHangulSafeMerge(bl('a'), bl('가')), false);
   assert.equal(isHangulSafeMerge(bl('ꀀ').slice(0, 1), bl('ꀀ').slice(1, 2)), false); // Yi: EA 80
   assert.throws(() => extendByteLevelBpe({ model: { type: 'Unigram', vocab: {}, merges: [] } }, ['가'], 1, 'x.json'), /x\.json: only byte-level BPE/);
+});
+
+test('ko-train tokenizer extend learns pieces natively and writes a loadable tokenizer; report compares; bad input is named', () => {
+  const corpus = path.join(tmp, 'learn.jsonl');
+  const lines = fs.readFileSync(path.join(repo, 'examples', 'data', 'libreoffice-help-ko.jsonl'), 'utf8').split('\n').filter(Boolean);
+  fs.writeFileSync(corpus, lines.slice(0, 1200).join('\n') + '\n{"broken\n');
+  const heldOut = path.join(tmp, 'held.jsonl');
+  fs.writeFileSync(heldOut, lines.slice(1200).join('\n') + '\n');
+  const out = path.join(tmp, 'ext');
+  const r = runCli(['tokenizer', 'extend', '--base', 'llama3.1', '--corpus', corpus, '--add', '1500', '--out', out]);
+  assert.equal(r.code, 0, r.stderr + r.stdout);
+  assert.match(r.stdout, /skipped 1 malformed lines/);
+  const rep = JSON.parse(fs.readFileSync(path.join(out, 'extend_report.json'), 'utf8'));
+  assert.equal(rep.added, 1500);
+  assert.equal(rep.vocab_size, 128256 + 1500);
+  for (const f of ['tokenizer.json', 'tokenizer_config.json', 'pieces.tsv']) assert.ok(fs.existsSync(path.join(out, f)), f);
+  const rr = runCli(['tokenizer', 'report', '--tokenizer', 'llama3.1', '--tokenizer', path.join(out, 'tokenizer.json'), '--data', heldOut, '--json']);
+  assert.equal(rr.code, 0, rr.stderr);
+  const rows = (JSON.parse(rr.stdout) as { rows: Array<{ language: string; ratio: number; tokens: number[] }> }).rows;
+  const ko = rows.find((x) => x.language === 'ko')!;
+  assert.ok(ko.ratio < 0.8, `held-out Korean ratio ${ko.ratio}`);
+  const en = rows.find((x) => x.language === 'en');
+  if (en) assert.equal(en.tokens[0], en.tokens[1]);
+  const bad = runCli(['tokenizer', 'extend', '--base', path.join(tmp, 'missing.json'), '--corpus', corpus, '--add', '10', '--out', out]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /missing\.json does not exist/);
+  const noKo = path.join(tmp, 'en.txt');
+  fs.writeFileSync(noKo, 'only English here\n');
+  const none = runCli(['tokenizer', 'extend', '--corpus', noKo, '--add', '10', '--out', out]);
+  assert.equal(none.code, 1);
+  assert.match(none.stderr, /no Hangul found in .*en\.txt/);
 });
