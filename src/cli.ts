@@ -19,7 +19,7 @@ type Args = ArgumentsCamelCase<Record<string, unknown>>;
 const OWN = new Set(['_', '$0', 'what', 'config', 'c', 'help', 'version', 'json', 'checkpoint', 'data', 'prompt', 'steps',
   'max-len', 'split', 'max-new-tokens', 'temperature', 'top-k', 'top-p', 'seed', 'threads', 'warmup', 'kernel', 'action', 'order',
   'input', 'out', 'field', 'tokenization', 'tokenizer', 'lm', 'normalize', 'base', 'corpus', 'add', 'max-piece-chars',
-  'maxPieceChars', 'entropy-split', 'entropySplit']);
+  'maxPieceChars', 'entropy-split', 'entropySplit', 'tasks', 'fewshot']);
 
 function overridesOf(argv: Args): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -64,11 +64,15 @@ export async function main(args = hideBin(process.argv)): Promise<void> {
     })
     .command(
       'eval',
-      'mean next-token loss and perplexity of a checkpoint',
+      'mean next-token loss and perplexity of a checkpoint (--data), or benchmark tasks (--tasks)',
       (y) =>
         y
           .option('checkpoint', { type: 'string', demandOption: true, describe: 'HF-layout checkpoint dir' })
-          .option('data', { type: 'string', demandOption: true, describe: 'JSONL of {"input_ids": [...]} (one sequence per line), an .arrow shard or a shard dir' })
+          .option('data', { type: 'string', describe: 'JSONL of {"input_ids": [...]} (one sequence per line), an .arrow shard or a shard dir' })
+          .option('tasks', { type: 'string', describe: 'task JSONL file, a folder of them, or a name under examples/tasks (see README "Benchmarks")' })
+          .option('fewshot', { type: 'number', default: 0, describe: 'tasks: examples of the same task put before each one' })
+          .option('seed', { type: 'number', default: 1234, describe: 'tasks: seed of the few-shot draw' })
+          .option('out', { type: 'string', describe: 'tasks: folder for one JSON file per task' })
           .option('split', { type: 'string', default: 'val', describe: 'split to read from a shard dir' })
           .option('max-len', { type: 'number', describe: 'longest context scored at once (default: max_position_embeddings)' })
           .option('threads', { type: 'number', default: 0 })
@@ -77,6 +81,12 @@ export async function main(args = hideBin(process.argv)): Promise<void> {
         overridesOf(argv as Args);
         const { native } = await import('./native.js');
         native().setThreads(argv.threads);
+        if (argv.tasks) {
+          const { evalTasksCommand } = await import('./eval_tasks.js');
+          await evalTasksCommand({ checkpoint: argv.checkpoint, tasks: argv.tasks, fewshot: argv.fewshot, seed: argv.seed, maxLen: argv['max-len'] ?? null, json: argv.json, out: argv.out ?? null, log: console.log });
+          return;
+        }
+        if (!argv.data) throw new ConfigError('eval: give --data (token data) or --tasks (benchmark tasks)');
         const r = await evaluateCheckpoint(argv.checkpoint, argv.data, { maxLen: argv['max-len'] ?? null, split: argv.split });
         if (argv.json) console.log(JSON.stringify(r));
         else console.log(`loss ${r.loss.toFixed(6)} | ppl ${r.ppl.toFixed(3)} | ${r.tokens} tokens | ${r.sequences} sequences`);

@@ -39,6 +39,7 @@ export interface NativeModel {
   attachData(shards: Uint32Array[]): void;
   trainStep(o: TrainStepOptions): Promise<{ loss: number; gradNorm: number; tokens: number }>;
   evalLoss(tokens: Uint32Array, offsets: Uint32Array, maxLen: number): Promise<{ sum: number; count: number }>;
+  scoreContinuations(tokens: Uint32Array, offsets: Uint32Array, contLen: Uint32Array, maxLen: number): Promise<{ logLik: Float64Array; greedy: Uint8Array }>;
   forwardBackward(tokens: Uint32Array, B: number, T: number): number;
   gradients(): Float32Array;
   decodeReset(maxTokens: number): void;

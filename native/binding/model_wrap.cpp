@@ -175,12 +175,66 @@ class EvalWorker : public PromiseWorker {
   int64_t count_ = 0;
 };
 
+// Log-likelihood of continuations (eval harness): request r is tokens[offsets[r], offsets[r+1]) whose last
+// contLen[r] tokens are the continuation. Scored on the CPU model in FP32; a request longer than maxLen + 1
+// tokens keeps its last maxLen + 1 (the context is cut from the left, as lm-evaluation-harness does).
+class ContinuationWorker : public PromiseWorker {
+ public:
+  ContinuationWorker(Napi::Env env, ModelWrap* m, std::vector<uint32_t> tokens, std::vector<uint32_t> offsets,
+                     std::vector<uint32_t> contLen, int maxLen)
+      : PromiseWorker(env, m, &m->busy_), m_(m), tokens_(std::move(tokens)), offsets_(std::move(offsets)),
+        contLen_(std::move(contLen)), maxLen_(maxLen) {}
+
+ protected:
+  void work() override {
+    const std::vector<float> amaxSaved = m_->model_->fp8State().amaxCur;
+    const size_t R = contLen_.size();
+    logLik_.assign(R, 0.0);
+    greedy_.assign(R, 1);
+    const int V = m_->model_->config().vocabSize;
+    for (size_t r = 0; r < R; r++) {
+      size_t begin = offsets_[r];
+      const size_t end = offsets_[r + 1];
+      if (end - begin > size_t(maxLen_) + 1) begin = end - size_t(maxLen_) - 1;
+      const size_t n = end - begin - 1;  // predictions
+      std::vector<int32_t> targets(n, -1);
+      for (size_t t = n - contLen_[r]; t < n; t++) targets[t] = int32_t(tokens_[begin + t + 1]);
+      int64_t cnt = 0;
+      logLik_[r] = -m_->model_->forward(&tokens_[begin], targets.data(), 1, int(n), &cnt);
+      const float* logits = m_->model_->logits();
+      for (size_t t = n - contLen_[r]; t < n; t++) {
+        const float* row = logits + t * size_t(V);
+        const int best = int(std::max_element(row, row + V) - row);
+        if (best != targets[t]) greedy_[r] = 0;
+      }
+    }
+    m_->model_->fp8State().amaxCur = amaxSaved;
+  }
+  Napi::Value finish(Napi::Env env) override {
+    auto r = Napi::Object::New(env);
+    auto ll = Napi::Float64Array::New(env, logLik_.size());
+    auto g = Napi::Uint8Array::New(env, greedy_.size());
+    for (size_t i = 0; i < logLik_.size(); i++) ll[i] = logLik_[i], g[i] = greedy_[i];
+    r.Set("logLik", ll);
+    r.Set("greedy", g);
+    return r;
+  }
+
+ private:
+  ModelWrap* m_;
+  std::vector<uint32_t> tokens_, offsets_, contLen_;
+  int maxLen_;
+  std::vector<double> logLik_;
+  std::vector<uint8_t> greedy_;
+};
+
 Napi::Function ModelWrap::Define(Napi::Env env) {
   return DefineClass(env, "Model",
                      {InstanceMethod("attachOptimizer", &ModelWrap::AttachOptimizer),
                       InstanceMethod("attachData", &ModelWrap::AttachData),
                       InstanceMethod("trainStep", &ModelWrap::TrainStep),
                       InstanceMethod("evalLoss", &ModelWrap::EvalLoss),
+                      InstanceMethod("scoreContinuations", &ModelWrap::ScoreContinuations),
                       InstanceMethod("forwardBackward", &ModelWrap::ForwardBackward),
                       InstanceMethod("gradients", &ModelWrap::Gradients),
                       InstanceMethod("decodeReset", &ModelWrap::DecodeReset),
@@ -300,6 +354,39 @@ Napi::Value ModelWrap::EvalLoss(const Napi::CallbackInfo& info) {
   busy_ = true;
   auto* worker = new EvalWorker(env, this, std::vector<uint32_t>(tok, tok + nTok),
                                 std::vector<uint32_t>(off, off + nOff), info[2].As<Napi::Number>().Int32Value());
+  auto promise = worker->promise();
+  worker->Queue();
+  return promise;
+}
+
+// scoreContinuations(tokens: Uint32Array, offsets: Uint32Array [R+1], contLen: Uint32Array [R], maxLen)
+// → Promise<{logLik: Float64Array, greedy: Uint8Array}> (see ContinuationWorker).
+Napi::Value ModelWrap::ScoreContinuations(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  checkIdle(env);
+  size_t nTok = 0, nOff = 0, nCont = 0;
+  const uint32_t* tok = typedArrayData<uint32_t>(env, info[0], "scoreContinuations tokens", -1, &nTok);
+  const uint32_t* off = typedArrayData<uint32_t>(env, info[1], "scoreContinuations offsets", -1, &nOff);
+  const uint32_t* cont = typedArrayData<uint32_t>(env, info[2], "scoreContinuations contLen", -1, &nCont);
+  if (!info[3].IsNumber() || info[3].As<Napi::Number>().Int32Value() <= 0)
+    throw Napi::TypeError::New(env, "scoreContinuations maxLen must be a positive integer");
+  const int maxLen = info[3].As<Napi::Number>().Int32Value();
+  if (nOff != nCont + 1 || off[0] != 0 || off[nOff - 1] != nTok)
+    throw Napi::RangeError::New(env, "scoreContinuations: offsets must have contLen.length + 1 entries, from 0 to tokens.length");
+  const uint32_t V = uint32_t(model_->config().vocabSize);
+  for (size_t i = 0; i < nTok; i++)
+    if (tok[i] >= V) throw Napi::RangeError::New(env, "scoreContinuations: token " + std::to_string(tok[i]) + " at " + std::to_string(i) + " is outside the vocabulary");
+  for (size_t r = 0; r < nCont; r++) {
+    if (off[r + 1] < off[r]) throw Napi::RangeError::New(env, "scoreContinuations offsets must be non-decreasing");
+    const uint32_t len = off[r + 1] - off[r];
+    if (cont[r] < 1 || cont[r] >= len || cont[r] > uint32_t(maxLen))
+      throw Napi::RangeError::New(env, "scoreContinuations: request " + std::to_string(r) + " has a continuation of " +
+                                           std::to_string(cont[r]) + " tokens in " + std::to_string(len) +
+                                           " (needs 1 <= continuation < length and <= maxLen)");
+  }
+  busy_ = true;
+  auto* worker = new ContinuationWorker(env, this, std::vector<uint32_t>(tok, tok + nTok), std::vector<uint32_t>(off, off + nOff),
+                                        std::vector<uint32_t>(cont, cont + nCont), maxLen);
   auto promise = worker->promise();
   worker->Queue();
   return promise;

@@ -24,10 +24,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  private:
   friend class TrainStepWorker;
   friend class EvalWorker;
+  friend class ContinuationWorker;
   Napi::Value AttachOptimizer(const Napi::CallbackInfo& info);
   Napi::Value AttachData(const Napi::CallbackInfo& info);
   Napi::Value TrainStep(const Napi::CallbackInfo& info);
   Napi::Value EvalLoss(const Napi::CallbackInfo& info);
+  Napi::Value ScoreContinuations(const Napi::CallbackInfo& info);
   Napi::Value ForwardBackward(const Napi::CallbackInfo& info);
   Napi::Value Gradients(const Napi::CallbackInfo& info);
   Napi::Value DecodeReset(const Napi::CallbackInfo& info);
