@@ -13,7 +13,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { loadModel, type LoadedModel } from './evaluate.js';
+import { sampleToken } from './generate.js';
 import { mulberry32 } from './sampler.js';
+
+const GREEDY = { temperature: 0, topK: 0, topP: 1 };
 
 export type TaskExample =
   | { kind: 'multiple_choice'; context: string; choices: string[]; gold: number }
@@ -104,34 +107,32 @@ export function normalizeAnswer(s: string, match: 'number' | 'text'): string {
   return s.normalize('NFKC').toLowerCase().replace(/[\p{P}\p{S}\s]+/gu, '');
 }
 
-// Token ids of context (with BOS) and continuation, encoded separately so the continuation's tokens
-// are the same in every choice.
-async function encodePair(lm: LoadedModel, context: string, continuation: string): Promise<[number[], number[]]> {
-  const [c, x] = await lm.tokenizer!.encodeBatch([context.normalize('NFC'), continuation.normalize('NFC')]);
-  const ctx = Array.from(c);
-  if (lm.tokenizer!.bosId !== null) ctx.unshift(lm.tokenizer!.bosId);
-  return [ctx, Array.from(x)];
+// Token ids of each context (with BOS) and continuation, encoded separately so the continuation's tokens
+// are the same in every choice; all of a call's texts go to the tokenizer in one batch.
+async function encodeContexts(lm: LoadedModel, texts: string[]): Promise<number[][]> {
+  const enc = await lm.tokenizer!.encodeBatch(texts.map((t) => t.normalize('NFC')));
+  const bos = lm.tokenizer!.bosId;
+  return enc.map((e) => (bos !== null ? [bos, ...e] : Array.from(e)));
 }
 
 /** Summed log-likelihood of each continuation after its context, and whether it is the greedy path. */
 export async function scoreContinuations(lm: LoadedModel, pairs: Array<[string, string]>, maxLen: number): Promise<{ logLik: Float64Array; greedy: Uint8Array }> {
+  const contexts = await encodeContexts(lm, pairs.map(([c]) => c));
+  const conts = await lm.tokenizer!.encodeBatch(pairs.map(([, x]) => x.normalize('NFC')));
   const toks: number[] = [];
   const offsets = [0];
   const cont: number[] = [];
-  for (const [ctx, x] of pairs) {
-    const [a, b] = await encodePair(lm, ctx, x);
-    if (!b.length) throw new Error(`the continuation ${JSON.stringify(x)} encodes to no tokens`);
-    toks.push(...a, ...b);
+  pairs.forEach(([, x], i) => {
+    if (!conts[i].length) throw new Error(`the continuation ${JSON.stringify(x)} encodes to no tokens`);
+    toks.push(...contexts[i], ...conts[i]);
     offsets.push(toks.length);
-    cont.push(Math.min(b.length, maxLen));
-  }
+    cont.push(Math.min(conts[i].length, maxLen));
+  });
   return lm.net.scoreContinuations(Uint32Array.from(toks), Uint32Array.from(offsets), Uint32Array.from(cont), maxLen);
 }
 
 async function greedyGenerate(lm: LoadedModel, prompt: string, e: Extract<TaskExample, { kind: 'generation' }>): Promise<string> {
-  const [enc] = await lm.tokenizer!.encodeBatch([prompt.normalize('NFC')]);
-  const ids = Array.from(enc);
-  if (lm.tokenizer!.bosId !== null) ids.unshift(lm.tokenizer!.bosId);
+  const [ids] = await encodeContexts(lm, [prompt]);
   const limit = lm.config.max_position_embeddings;
   const ctx = ids.slice(Math.max(0, ids.length - (limit - 1))); // the context is cut from the left
   const end = Math.min(limit, ctx.length + e.maxNewTokens);
@@ -140,8 +141,7 @@ async function greedyGenerate(lm: LoadedModel, prompt: string, e: Extract<TaskEx
   ctx.forEach((t, pos) => (logits = lm.net.decodeStep(t, pos)));
   const out: number[] = [];
   for (let pos = ctx.length; pos < end; pos++) {
-    let best = 0;
-    for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
+    const best = sampleToken(logits, GREEDY, () => 0);
     if (best === lm.tokenizer!.eosId) break;
     out.push(best);
     const text = await lm.tokenizer!.decode(out);

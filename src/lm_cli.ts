@@ -5,12 +5,8 @@ import readline from 'node:readline';
 import zlib from 'node:zlib';
 import { loadArpa, lmNormalize, perplexity, saveArpa, trainLm, type LmTokenization } from './lm.js';
 import type { LineIssues } from './jsonl.js';
-import { readDocuments, type Doc } from './prep/documents.js';
+import { readDocumentsOf } from './prep/documents.js';
 import { TextTokenizer } from './tokenizer.js';
-
-async function* inputsDocs(files: string[], field: string, issues: LineIssues): AsyncGenerator<Doc> {
-  for (const f of files) yield* readDocuments(f, field, issues);
-}
 
 export async function lmTrainCommand(o: {
   inputs: string[];
@@ -25,7 +21,7 @@ export async function lmTrainCommand(o: {
   const issues: LineIssues = { malformed: 0, examples: [] };
   const tok = o.tokenizer ? TextTokenizer.fromFile(o.tokenizer) : null;
   const t0 = Date.now();
-  const r = await trainLm(inputsDocs(o.inputs, o.field, issues), { order: o.order, tokenization: o.tokenization, tokenizer: tok, batchBytes: 16e6 });
+  const r = await trainLm(readDocumentsOf(o.inputs, o.field, issues), { order: o.order, tokenization: o.tokenization, tokenizer: tok, batchBytes: 16e6 });
   if (issues.malformed) o.log(`skipped ${issues.malformed} malformed lines (${issues.examples.join('; ')})`);
   await saveArpa(r.model, o.out);
   o.log(`estimated a ${o.order}-gram interpolated modified Kneser-Ney model on ${r.sentences} lines / ${r.tokens} tokens ` +

@@ -215,15 +215,13 @@ export class TextTokenizer {
   readonly bosId: number | null;
   /** sha256 of the tokenizer.json bytes, first 16 hex digits. */
   readonly hash: string;
-  /** Whether long documents may be encoded in pieces (tokenizer_pieces.ts says when that is exact). */
-  readonly encodesInPieces: boolean;
   private readonly tok: InstanceType<typeof tk.Tokenizer>;
+  private piecesOk: boolean | null = null;
 
-  private constructor(path: string, tok: InstanceType<typeof tk.Tokenizer>, hash: string, encodesInPieces: boolean) {
+  private constructor(path: string, tok: InstanceType<typeof tk.Tokenizer>, hash: string) {
     this.path = path;
     this.tok = tok;
     this.hash = hash;
-    this.encodesInPieces = encodesInPieces;
     this.vocabSize = tok.getVocabSize(true);
     const eos = EOS_CANDIDATES.map((t) => tok.tokenToId(t)).find((id) => id !== null && id !== undefined);
     if (eos === undefined || eos === null) {
@@ -248,13 +246,22 @@ export class TextTokenizer {
       throw new Error(`${path}: not a valid tokenizer.json (${(e as Error).message})`);
     }
     const hash = createHash('sha256').update(bytes).digest('hex').slice(0, 16);
-    return new TextTokenizer(path, tok, hash, piecesEncodeLikeWhole(JSON.parse(bytes.toString('utf8'))));
+    return new TextTokenizer(path, tok, hash);
+  }
+
+  /**
+   * Whether long documents may be encoded in pieces (tokenizer_pieces.ts says when that is exact). Worked
+   * out from the tokenizer.json on first use, so that loading a tokenizer does not parse the file twice.
+   */
+  get encodesInPieces(): boolean {
+    this.piecesOk ??= piecesEncodeLikeWhole(JSON.parse(fs.readFileSync(this.path, 'utf8')));
+    return this.piecesOk;
   }
 
   /** Token ids of each text, without special tokens. */
   async encodeBatch(texts: string[], pieceChars = ENCODE_PIECE_CHARS): Promise<Uint32Array[]> {
     if (texts.length === 0) return [];
-    if (!this.encodesInPieces || texts.every((t) => t.length <= pieceChars)) return this.encodeWhole(texts);
+    if (texts.every((t) => t.length <= pieceChars) || !this.encodesInPieces) return this.encodeWhole(texts);
     const pieces = texts.map((t) => piecesForEncoding(t, pieceChars));
     const ids = await this.encodeWhole(pieces.flat());
     let k = 0;

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { LineIssues } from './jsonl.js';
 import { native } from './native.js';
-import { batchDocs, packDocs, readDocuments, type Doc } from './prep/documents.js';
+import { batchDocs, packDocs, readDocumentsOf } from './prep/documents.js';
 import { ProgressBar } from './progress.js';
 import { TextTokenizer, defaultTokenizerPath } from './tokenizer.js';
 import { extendByteLevelBpe, type TokenizerJson } from './tokenizer_extend.js';
@@ -25,10 +25,6 @@ function tokNative(): TokenizerNative {
   if (typeof n.trainUnigram !== 'function' || typeof n.countHangulWords !== 'function')
     throw new Error('the loaded addon has no Unigram trainer; rebuild it (npm install, or npx cmake-js compile)');
   return n as TokenizerNative;
-}
-
-async function* docsOf(files: string[], field: string, issues: LineIssues): AsyncGenerator<Doc> {
-  for (const f of files) yield* readDocuments(f, field, issues);
 }
 
 /** A base name (llama3.1, qwen3) or a tokenizer.json path → the file. */
@@ -63,7 +59,7 @@ export async function tokenizerExtendCommand(o: {
   const counts = new Map<string, number>();
   const issues: LineIssues = { malformed: 0, examples: [] };
   let docs = 0;
-  for await (const batch of batchDocs(docsOf(o.corpus, o.field, issues), 16e6)) {
+  for await (const batch of batchDocs(readDocumentsOf(o.corpus, o.field, issues), 16e6)) {
     const packed = packDocs(batch);
     const r = await tokNative().countHangulWords(packed.bytes, packed.offsets, { branchingEntropySplit: o.entropySplit });
     r.words.forEach((w, i) => counts.set(w, (counts.get(w) ?? 0) + r.counts[i]));
@@ -147,7 +143,7 @@ export async function tokenizerReportCommand(o: { tokenizers: string[]; data: st
   const toks = o.tokenizers.map((t) => TextTokenizer.fromFile(resolveBaseTokenizer(t)));
   const byLang = new Map<string, string[]>([['ko', []], ['en', []], ['other', []]]);
   const issues: LineIssues = { malformed: 0, examples: [] };
-  for await (const d of docsOf(o.data, o.field, issues)) for (const line of d.text.split('\n')) if (line.trim()) byLang.get(lineLanguage(line))!.push(line);
+  for await (const d of readDocumentsOf(o.data, o.field, issues)) for (const line of d.text.split('\n')) if (line.trim()) byLang.get(lineLanguage(line))!.push(line);
   const rows: TokenizerReportRow[] = [];
   for (const [language, lines] of byLang) {
     if (!lines.length) continue;

@@ -97,7 +97,6 @@ export function extendByteLevelBpe(base: TokenizerJson, pieces: string[], add: n
   const merges: MergeEntry[] = parseMerges(json.model.merges, file);
   const ranks = new Map<string, number>(merges.map(([a, b], i) => [a + ' ' + b, i]));
   const vocab = new Map<string, number>(Object.entries(json.model.vocab));
-  const ignoreMerges = json.model.ignore_merges === true;
   // The `tokenizers` loader gives an added token the model's id for its content when the model has it,
   // else the next id after the model vocabulary, ignoring the id in the file. Once the model grows past
   // the added tokens' ids they would be renumbered, so they go into the model vocabulary with their ids.
@@ -107,10 +106,6 @@ export function extendByteLevelBpe(base: TokenizerJson, pieces: string[], add: n
   for (const t of json.added_tokens ?? []) nextId = Math.max(nextId, t.id + 1);
   const stats: ExtendStats = { added: 0, pieces: 0, intermediates: 0, alreadyInBase: 0, skipped: 0, firstNewId: nextId };
   const newMerges: MergeEntry[] = [];
-  const addToken = (t: string) => {
-    vocab.set(t, nextId++);
-    stats.added++;
-  };
   for (const piece of pieces) {
     if (stats.added >= add) break;
     const target = toByteLevel(piece);
@@ -150,7 +145,7 @@ export function extendByteLevelBpe(base: TokenizerJson, pieces: string[], add: n
         keys.push(key);
       }
       if (!vocab.has(a + b)) {
-        vocab.set(a + b, -1);
+        vocab.set(a + b, -1); // a placeholder so the check below sees the token; its id is set on success
         tokens.push(a + b);
       }
     }
@@ -165,8 +160,8 @@ export function extendByteLevelBpe(base: TokenizerJson, pieces: string[], add: n
     }
     for (const k of keys) newMerges.push(k.split(' ') as MergeEntry);
     for (const t of tokens) {
-      vocab.delete(t);
-      addToken(t);
+      vocab.set(t, nextId++);
+      stats.added++;
       if (t !== target) stats.intermediates++;
     }
     stats.pieces++;

@@ -39,6 +39,11 @@ async function* fileLines(file: string, onBytes?: (n: number) => void): AsyncGen
   }
 }
 
+// The documents of several files, one after the other (readDocuments on each).
+export async function* readDocumentsOf(files: string[], field: string, issues: LineIssues): AsyncGenerator<Doc> {
+  for (const f of files) yield* readDocuments(f, field, issues);
+}
+
 // Documents of one file: a JSONL line's `field` (string), or a plain-text line. Malformed lines are counted.
 export async function* readDocuments(
   file: string,
