@@ -22,7 +22,7 @@ constexpr int kQueryBlock = 64;
 
 // S = scale * Q K^T, P = softmax over j <= i (written to probs, zero above the diagonal), O = P V.
 void attentionForward(float* out, float* probs, const float* q, const float* k, const float* v, int B, int T,
-                      int Hq, int Hkv, int D, int qStride, int kvStride) {
+                      int Hq, int Hkv, int D, int qStride, int kvStride, const int32_t* keyStart) {
   if (B <= 0 || T <= 0 || Hq <= 0 || D <= 0) return;
   const int rep = Hq / Hkv;
   const float scale = 1.0f / std::sqrt(float(D));
@@ -42,10 +42,12 @@ void attentionForward(float* out, float* probs, const float* q, const float* k, 
                     P + size_t(i0) * T, T);
         for (int i = i0; i < i1; i++) {
           float* p = P + size_t(i) * T;
-          const float mx = vmath::rowMax(p, i + 1);
-          const double sum = vmath::expShiftSum(p, i + 1, mx);  // >= 1: the max term is e^0
+          const int j0 = keyStart ? keyStart[size_t(b) * T + i] : 0;
+          const float mx = vmath::rowMax(p + j0, i + 1 - j0);
+          const double sum = vmath::expShiftSum(p + j0, i + 1 - j0, mx);  // >= 1: the max term is e^0
           const float inv = float(1.0 / sum);
-          for (int j = 0; j <= i; j++) p[j] *= inv;
+          std::fill(p, p + j0, 0.0f);
+          for (int j = j0; j <= i; j++) p[j] *= inv;
           std::fill(p + i + 1, p + T, 0.0f);
         }
         gemmBlocked(false, false, nb, D, i1, 1.0f, P + size_t(i0) * T, T, V, kvStride, 0.0f,

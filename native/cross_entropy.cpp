@@ -27,8 +27,9 @@ double crossEntropyForward(float* losses, const float* logits, const int32_t* ta
   return total;
 }
 
-// logits[r,:] <- (softmax(logits[r]) - onehot(t)) * dlossScale, ignored rows -> 0.
-void crossEntropyBackward(float* logits, const int32_t* targets, int n, int V, float dlossScale) {
+// logits[r,:] <- (softmax(logits[r]) - onehot(t)) * dlossScale (* rowScale[r]), ignored rows -> 0.
+void crossEntropyBackward(float* logits, const int32_t* targets, int n, int V, float dlossScale,
+                          const float* rowScale) {
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < n; r++) {
     float* x = logits + size_t(r) * V;
@@ -37,11 +38,12 @@ void crossEntropyBackward(float* logits, const int32_t* targets, int n, int V, f
       std::fill(x, x + V, 0.0f);
       continue;
     }
+    const float scale = rowScale ? dlossScale * rowScale[r] : dlossScale;
     const float mx = vmath::rowMax(x, V);
     const double sum = vmath::expShiftSum(x, V, mx);
-    const float f = float(double(dlossScale) / sum);
+    const float f = float(double(scale) / sum);
     for (int c = 0; c < V; c++) x[c] *= f;
-    x[t] -= dlossScale;
+    x[t] -= scale;
   }
 }
 

@@ -1,4 +1,4 @@
-// model.cpp — the Llama / Qwen3 decoder on the CPU: layout, forward, backward, decoding, training step.
+// model.cpp — the Llama / Qwen3 decoder on the CPU: layout, forward, backward, training step (decoding: model_decode.cpp).
 #include "model.h"
 
 #include <algorithm>
@@ -290,10 +290,36 @@ static void addInPlace(float* y, const float* x, size_t n) {
   for (long i = 0; i < long(n); i++) y[i] += x[i];
 }
 
-double Model::forward(const uint32_t* inputs, const int32_t* targets, int B, int T, int64_t* count) {
+// Packed rows: positions restart at 0 at each example and count up by one; keyStart_ is where each token's
+// example begins, for the attention mask.
+static void checkPositions(const int32_t* pos, int B, int T, std::vector<int32_t>& keyStart) {
+  keyStart.resize(size_t(B) * T);
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < T; t++) {
+      const size_t i = size_t(b) * T + t;
+      const int32_t p = pos[i];
+      if (!(p == 0 || (t > 0 && p == pos[i - 1] + 1)))
+        throw InputError("positions[" + std::to_string(i) + "] = " + std::to_string(p) + " (row " +
+                         std::to_string(b) + ", column " + std::to_string(t) +
+                         "): a packed row's positions must be 0 at each example's start and count up by 1");
+      keyStart[i] = t - p;
+    }
+}
+
+double Model::forward(const uint32_t* inputs, const int32_t* targets, int B, int T, int64_t* count,
+                      const int32_t* positions) {
   if (B <= 0 || T <= 0) throw InputError("batch and sequence length must be positive");
   const size_t R = size_t(B) * T;
   checkTokens(inputs, targets, R);
+  if (positions) {
+    checkPositions(positions, B, T, keyStart_);
+    positions_.assign(positions, positions + R);
+  } else {
+    positions_.clear();
+    keyStart_.clear();
+  }
+  const int32_t* pos = positions ? positions_.data() : nullptr;
+  const int32_t* keyStart = positions ? keyStart_.data() : nullptr;
   ensureActivations(B, T);
   inputs_.assign(inputs, inputs + R);
   targets_.assign(targets, targets + R);
@@ -333,12 +359,12 @@ double Model::forward(const uint32_t* inputs, const int32_t* targets, int B, int
       act(a.q.data(), R * QD);
       act(a.k.data(), R * KVD);
     }
-    ropeApply(a.q.data(), B, T, Hq, D, Hq * D, invFreq_.data(), 0, false);
-    ropeApply(a.k.data(), B, T, Hkv, D, Hkv * D, invFreq_.data(), 0, false);
+    ropeApply(a.q.data(), B, T, Hq, D, Hq * D, invFreq_.data(), 0, false, pos);
+    ropeApply(a.k.data(), B, T, Hkv, D, Hkv * D, invFreq_.data(), 0, false, pos);
     act(a.q.data(), R * QD);
     act(a.k.data(), R * KVD);
     attentionForward(a.att.data(), a.probs.data(), a.q.data(), a.k.data(), a.v.data(), B, T, Hq, Hkv, D, Hq * D,
-                     Hkv * D);
+                     Hkv * D, keyStart);
     act(a.att.data(), R * QD);
     castInput(4 * l + 1, a.att.data(), R * QD);
     linearForward(a.x1.data(), a.att.data(), weights(w.oOff), int(R), Hq * D, H);
@@ -362,15 +388,21 @@ double Model::forward(const uint32_t* inputs, const int32_t* targets, int B, int
   act(lnf_.data(), R * H);
   castInput(4 * L, lnf_.data(), R * H);
   linearForward(logits_.data(), lnf_.data(), weights(lmHeadOff_), int(R), H, V);  // logits stay FP32
-  std::vector<float> losses(R);
-  double sum = crossEntropyForward(losses.data(), logits_.data(), targets, int(R), V);
+  losses_.resize(R);
+  double sum = crossEntropyForward(losses_.data(), logits_.data(), targets, int(R), V);
   int64_t n = 0;
   for (size_t i = 0; i < R; i++) n += targets[i] >= 0;
   if (count) *count = n;
   return sum;
 }
 
-void Model::backward(float* G, float dlossScale) {
+void Model::backward(float* G, float dlossScale, const float* rowScale) {
+  if (B_ == 0) throw std::logic_error("backward() before forward()");
+  crossEntropyBackward(logits_.data(), targets_.data(), B_ * T_, cfg_.vocabSize, dlossScale, rowScale);
+  backwardFromLogitGrad(G);  // logits_ now holds dlogits
+}
+
+void Model::backwardFromLogitGrad(float* G) {
   if (B_ == 0) throw std::logic_error("backward() before forward()");
   const int B = B_, T = T_;
   const size_t R = size_t(B) * T;
@@ -385,7 +417,6 @@ void Model::backward(float* G, float dlossScale) {
     if (siteIsFp8(site)) quantize(site, kFp8Grad, bufs);
   };
 
-  crossEntropyBackward(logits_.data(), targets_.data(), int(R), V, dlossScale);  // logits_ now holds dlogits
   act(logits_.data(), R * V);
   castGrad(4 * L, {{logits_.data(), R * V}});
   linearBackward(dln_.data(), G + lmHeadOff_, logits_.data(), lnf_.data(), weights(lmHeadOff_), int(R), H, V);
@@ -431,8 +462,9 @@ void Model::backward(float* G, float dlossScale) {
     act(dq_.data(), R * QD);
     act(dk_.data(), R * KVD);
     act(dv_.data(), R * KVD);
-    ropeApply(dq_.data(), B, T, Hq, D, Hq * D, invFreq_.data(), 0, true);
-    ropeApply(dk_.data(), B, T, Hkv, D, Hkv * D, invFreq_.data(), 0, true);
+    const int32_t* pos = positions_.empty() ? nullptr : positions_.data();
+    ropeApply(dq_.data(), B, T, Hq, D, Hq * D, invFreq_.data(), 0, true, pos);
+    ropeApply(dk_.data(), B, T, Hkv, D, Hkv * D, invFreq_.data(), 0, true, pos);
     act(dq_.data(), R * QD);
     act(dk_.data(), R * KVD);
     const float* qIn = a.ln1.data();
@@ -466,115 +498,32 @@ void Model::backward(float* G, float dlossScale) {
   embeddingBackward(G + embedOff_, inputs_.data(), dx_.data(), int(R), H);
 }
 
-void Model::decodeReset(int maxT) {
-  if (maxT <= 0) throw InputError("decode length must be positive");
-  cacheT_ = maxT;
-  const size_t L = cfg_.numLayers, KV = size_t(cfg_.numKvHeads) * cfg_.headDim, H = cfg_.hiddenSize,
-               QD = size_t(cfg_.numHeads) * cfg_.headDim, F = cfg_.intermediateSize;
-  kCache_.assign(L * maxT * KV, 0.f);
-  vCache_.assign(L * maxT * KV, 0.f);
-  decX_.resize(H);
-  decLn_.resize(H);
-  decTmp_.resize(std::max(H, QD));
-  decQ_.resize(QD);
-  decK_.resize(KV);
-  decV_.resize(KV);
-  decAtt_.resize(QD);
-  decGu_.resize(2 * F);
-  decH_.resize(F);
-  decLogits_.resize(cfg_.vocabSize);
-  decScores_.resize(maxT);
-  decRstd_.resize(std::max<size_t>(cfg_.numHeads, 1));
-}
-
-const float* Model::decodeStep(uint32_t token, int pos) {
-  if (pos < 0 || pos >= cacheT_)
-    throw InputError("decode position " + std::to_string(pos) + " outside the KV cache of " +
-                     std::to_string(cacheT_) + " tokens");
-  checkTokens(&token, nullptr, 1);
-  const int H = cfg_.hiddenSize, D = cfg_.headDim, Hq = cfg_.numHeads, Hkv = cfg_.numKvHeads,
-            F = cfg_.intermediateSize, V = cfg_.vocabSize;
-  const size_t KV = size_t(Hkv) * D;
-  const float eps = cfg_.rmsNormEps;
-  const float* P = params_;
-  float rstd;
-  std::memcpy(decX_.data(), P + embedOff_ + size_t(token) * H, H * sizeof(float));
-  for (int l = 0; l < cfg_.numLayers; l++) {
-    const LayerWeights& w = layers_[l];
-    float* kc = kCache_.data() + (size_t(l) * cacheT_ + pos) * KV;
-    float* vc = vCache_.data() + (size_t(l) * cacheT_ + pos) * KV;
-    rmsnormForward(decLn_.data(), &rstd, decX_.data(), P + w.inNormOff, 1, H, eps);
-    linearForward(decQ_.data(), decLn_.data(), P + w.qOff, 1, H, Hq * D);
-    linearForward(decK_.data(), decLn_.data(), P + w.kOff, 1, H, int(KV));
-    linearForward(vc, decLn_.data(), P + w.vOff, 1, H, int(KV));
-    if (cfg_.type == ModelType::Qwen3) {
-      std::memcpy(decAtt_.data(), decQ_.data(), size_t(Hq) * D * sizeof(float));
-      rmsnormForward(decQ_.data(), decRstd_.data(), decAtt_.data(), P + w.qNormOff, Hq, D, eps);
-      std::memcpy(decAtt_.data(), decK_.data(), KV * sizeof(float));
-      rmsnormForward(decK_.data(), decRstd_.data(), decAtt_.data(), P + w.kNormOff, Hkv, D, eps);
-    }
-    ropeApply(decQ_.data(), 1, 1, Hq, D, Hq * D, invFreq_.data(), pos, false);
-    ropeApply(decK_.data(), 1, 1, Hkv, D, int(KV), invFreq_.data(), pos, false);
-    std::memcpy(kc, decK_.data(), KV * sizeof(float));
-    // Single-query attention over the cache.
-    const float scale = 1.f / std::sqrt(float(D));
-    const int group = Hq / Hkv;
-    for (int h = 0; h < Hq; h++) {
-      const float* q = decQ_.data() + size_t(h) * D;
-      const int kvh = h / group;
-      float mx = -INFINITY;
-      for (int j = 0; j <= pos; j++) {
-        const float* k = kCache_.data() + (size_t(l) * cacheT_ + j) * KV + size_t(kvh) * D;
-        float s = 0;
-        for (int d = 0; d < D; d++) s += q[d] * k[d];
-        decScores_[j] = s * scale;
-        mx = std::max(mx, decScores_[j]);
-      }
-      float sum = 0;
-      for (int j = 0; j <= pos; j++) sum += (decScores_[j] = std::exp(decScores_[j] - mx));
-      float* o = decAtt_.data() + size_t(h) * D;
-      std::fill(o, o + D, 0.f);
-      for (int j = 0; j <= pos; j++) {
-        const float* v = vCache_.data() + (size_t(l) * cacheT_ + j) * KV + size_t(kvh) * D;
-        const float p = decScores_[j] / sum;
-        for (int d = 0; d < D; d++) o[d] += p * v[d];
-      }
-    }
-    linearForward(decTmp_.data(), decAtt_.data(), P + w.oOff, 1, Hq * D, H);
-    for (int i = 0; i < H; i++) decX_[i] += decTmp_[i];
-    rmsnormForward(decLn_.data(), &rstd, decX_.data(), P + w.postNormOff, 1, H, eps);
-    linearForward(decGu_.data(), decLn_.data(), P + w.gateUpOff, 1, H, 2 * F);
-    swigluForward(decH_.data(), decGu_.data(), 1, F);
-    linearForward(decTmp_.data(), decH_.data(), P + w.downOff, 1, F, H);
-    for (int i = 0; i < H; i++) decX_[i] += decTmp_[i];
-  }
-  rmsnormForward(decLn_.data(), &rstd, decX_.data(), P + normOff_, 1, H, eps);
-  linearForward(decLogits_.data(), decLn_.data(), P + lmHeadOff_, 1, H, V);
-  return decLogits_.data();
-}
-
-TrainStepResult trainStep(Model& model, float* grads, float* m, float* v, const uint32_t* inputs,
-                          const int32_t* targets, const TrainStepOptions& o) {
-  const size_t n = model.numParams();
+TrainStepResult accumulateGradients(Model& model, float* grads, const uint32_t* inputs, const int32_t* targets,
+                                    const TrainStepOptions& o, const int32_t* positions) {
   const size_t micro = size_t(o.batchSize) * o.seqLen;
   int64_t total = 0;
   for (size_t i = 0; i < micro * o.accum; i++) total += targets[i] >= 0;
-  std::fill(grads, grads + n, 0.f);
+  std::fill(grads, grads + model.numParams(), 0.f);
   TrainStepResult r;
   r.tokens = total;
   if (total == 0) return r;
   double lossSum = 0;
   for (int a = 0; a < o.accum; a++) {
     int64_t cnt = 0;
-    lossSum += model.forward(inputs + a * micro, targets + a * micro, o.batchSize, o.seqLen, &cnt);
+    lossSum += model.forward(inputs + a * micro, targets + a * micro, o.batchSize, o.seqLen, &cnt,
+                             positions ? positions + a * micro : nullptr);
     model.backward(grads, float(1.0 / double(total)));
   }
   r.loss = lossSum / double(total);
+  return r;
+}
+
+double optimizerStep(Model& model, float* grads, float* m, float* v, const TrainStepOptions& o) {
   const OptimizerPlan plan = optimizerPlan(model.config(), paramLayout(model.config()), o);
   for (const auto& f : plan.frozen) std::fill(grads + f.first, grads + f.first + f.second, 0.f);
-  r.gradNorm = std::sqrt(sumSquares(grads, n));
+  const double gradNorm = std::sqrt(sumSquares(grads, model.numParams()));
   float scale = 1.f;
-  if (o.gradClip > 0 && r.gradNorm > 0) scale = float(std::min(1.0, o.gradClip / (r.gradNorm + 1e-6)));
+  if (o.gradClip > 0 && gradNorm > 0) scale = float(std::min(1.0, o.gradClip / (gradNorm + 1e-6)));
   for (const auto& u : plan.update) {
     AdamWParams hp = o.adam;
     hp.step = u.step;
@@ -582,6 +531,14 @@ TrainStepResult trainStep(Model& model, float* grads, float* m, float* v, const 
                 u.decay ? o.weightDecay : 0.f, scale);
   }
   model.endStep(o.adam.step - 1);
+  return gradNorm;
+}
+
+TrainStepResult trainStep(Model& model, float* grads, float* m, float* v, const uint32_t* inputs,
+                          const int32_t* targets, const TrainStepOptions& o, const int32_t* positions) {
+  TrainStepResult r = accumulateGradients(model, grads, inputs, targets, o, positions);
+  if (r.tokens == 0) return r;
+  r.gradNorm = optimizerStep(model, grads, m, v, o);
   return r;
 }
 

@@ -81,11 +81,21 @@ class Model {
 
   // inputs [B*T] token ids, targets [B*T] (negative = ignored). Returns the summed cross-entropy over
   // non-ignored targets; *count receives their number. Keeps activations for backward().
-  double forward(const uint32_t* inputs, const int32_t* targets, int B, int T, int64_t* count);
+  // positions [B*T] (optional) packs several examples into a row: each token's position inside its example,
+  // 0 at an example's first token and +1 after; attention then stays inside each example and RoPE restarts.
+  double forward(const uint32_t* inputs, const int32_t* targets, int B, int T, int64_t* count,
+                 const int32_t* positions = nullptr);
   // Logits [B*T, vocab] of the last forward(), valid until backward() (which overwrites them in place).
   const float* logits() const { return logits_.data(); }
-  // Accumulates d(dlossScale * summed loss)/d(params) into grads (same layout as params).
-  void backward(float* grads, float dlossScale);
+  // Cross-entropy of each position in the last forward() (0 where the target is ignored).
+  const float* tokenLosses() const { return losses_.data(); }
+  // Accumulates d(dlossScale * summed loss)/d(params) into grads (same layout as params). rowScale [B*T]
+  // (optional) weights each position's loss: d(dlossScale * sum_i rowScale[i] * loss_i)/d(params).
+  void backward(float* grads, float dlossScale, const float* rowScale = nullptr);
+  // For losses other than cross-entropy (distillation): write dLoss/dlogits [B*T, vocab] into logitGrad()
+  // (it starts out holding the logits), then backwardFromLogitGrad() accumulates the parameter gradients.
+  float* logitGrad() { return logits_.data(); }
+  void backwardFromLogitGrad(float* grads);
 
   // Precision of forward()/backward() (decoding always runs in FP32). Resets the FP8 scaling state.
   void setPrecision(const PrecisionOptions& p);
@@ -96,9 +106,15 @@ class Model {
   // Ends optimizer step `step` (0-based): the FP8 delayed-scaling update. No-op unless precision is FP8.
   void endStep(int64_t step);
 
-  // KV-cache decoding, one token at a time (batch 1).
-  void decodeReset(int maxT);
-  const float* decodeStep(uint32_t token, int pos);  // logits [vocab]
+  // KV-cache decoding in FP32. decodeReset() makes `batch` cache slots of maxT positions each (all empty).
+  // decodeBatch() runs n rows at once (one GEMM per linear over the n rows): row i feeds tokens[i] at position
+  // pos[i] of slot slots[i] (slots == nullptr: slot i) and attends to that slot's positions 0..pos[i].
+  // Several rows may share a slot (prefill of a prompt in one call) when their positions count up by 1.
+  // A slot's first row in a call may start anywhere in 0..(positions the slot holds), so a cached prefix can
+  // be kept and the rest overwritten. Returns logits [n, vocab], valid until the next decode call.
+  void decodeReset(int maxT, int batch = 1);
+  const float* decodeBatch(const uint32_t* tokens, const int32_t* pos, int n, const int32_t* slots = nullptr);
+  const float* decodeStep(uint32_t token, int pos) { return decodeBatch(&token, &pos, 1); }  // slot 0
 
  private:
   struct LayerWeights {
@@ -134,7 +150,8 @@ class Model {
   // Activations kept for backward (sized for capB_ x capT_).
   int B_ = 0, T_ = 0, capRows_ = 0, capB_ = 0, capT_ = 0;
   std::vector<uint32_t> inputs_;
-  std::vector<int32_t> targets_;
+  std::vector<int32_t> targets_, positions_, keyStart_;  // positions_ empty = unpacked rows
+  std::vector<float> losses_;
   struct LayerActs {
     std::vector<float> xIn, ln1, rstd1, qPre, kPre, qRstd, kRstd, q, k, v, probs, att, x1, ln2, rstd2, gateUp, h;
   };
@@ -143,10 +160,13 @@ class Model {
   // Backward scratch.
   std::vector<float> dx_, dtmp_, dln_, dh_, dgu_, datt_, dq_, dk_, dv_, dqPre_, dkPre_;
 
-  // KV cache: [layer][pos][Hkv*D].
-  int cacheT_ = 0;
-  std::vector<float> kCache_, vCache_, decX_, decLn_, decQ_, decK_, decV_, decAtt_, decGu_, decH_, decTmp_,
-      decLogits_, decScores_, decRstd_;
+  // KV cache: [layer][slot][pos][Hkv*D]; cacheLen_[slot] = positions 0..len-1 hold valid keys/values.
+  int cacheT_ = 0, cacheB_ = 0;
+  std::vector<int32_t> cacheLen_;
+  std::vector<float> kCache_, vCache_;
+  // Decode scratch for n rows (grown on demand): activations, per-row RoPE cos/sin, logits.
+  std::vector<float> decX_, decLn_, decQ_, decK_, decV_, decAtt_, decGu_, decH_, decTmp_, decRope_, decLogits_,
+      decRstd_;
 };
 
 // One optimizer step over `accum` micro-batches: zero grads, forward/backward each micro-batch with the loss
@@ -182,9 +202,18 @@ struct TrainStepResult {
   double loss = 0, gradNorm = 0;
   int64_t tokens = 0;
 };
-// inputs/targets: accum * batchSize * seqLen each. grads: scratch of numParams floats.
+// inputs/targets (and positions, optional: packed examples, see Model::forward): accum * batchSize * seqLen
+// each. grads: scratch of numParams floats.
 TrainStepResult trainStep(Model& model, float* grads, float* m, float* v, const uint32_t* inputs,
-                          const int32_t* targets, const TrainStepOptions& o);
+                          const int32_t* targets, const TrainStepOptions& o, const int32_t* positions = nullptr);
+// The two halves of trainStep, for steps with other losses or other trainable weights (LoRA):
+// zeroes grads, then forward/backward of the accum micro-batches with the cross-entropy normalised by the
+// number of targets of the whole step (loss and tokens set; gradNorm left 0).
+TrainStepResult accumulateGradients(Model& model, float* grads, const uint32_t* inputs, const int32_t* targets,
+                                    const TrainStepOptions& o, const int32_t* positions = nullptr);
+// Zeroes the frozen pieces of grads, clips by global norm, AdamW over optimizerPlan, FP8 endStep. Returns
+// the gradient norm before clipping.
+double optimizerStep(Model& model, float* grads, float* m, float* v, const TrainStepOptions& o);
 
 // Threads used by OpenMP loops and OpenBLAS; 0 = all cores.
 void setNumThreads(int n);

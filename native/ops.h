@@ -46,16 +46,19 @@ void rmsnormBackward(float* dx, float* dw, const float* dy, const float* x, cons
 // invFreq[D/2] = 1 / theta^(2i/D) (possibly rescaled, e.g. Llama 3.1 rope_scaling).
 // x: [B, T, H, D] with row stride `rowStride` floats between consecutive (b,t) rows (so q and k can
 // be rotated in place inside a fused qkv buffer); heads are contiguous (stride D) within a row.
-// Position of (b,t) is posOffset + t. inverse = rotate by -angle (this is exactly the backward pass).
+// Position of (b,t) is posOffset + t, or positions[b*T + t] when given (packed examples restart at 0; every
+// value must lie in [0, T)). inverse = rotate by -angle (this is exactly the backward pass).
 void ropeApply(float* x, int B, int T, int H, int D, int rowStride, const float* invFreq, int posOffset,
-               bool inverse);
+               bool inverse, const int32_t* positions = nullptr);
 
 // ---- Causal grouped-query attention --------------------------------------------------------------
 // q: [B,T,Hq,D] (row stride qStride), k,v: [B,T,Hkv,D] (row stride kvStride), Hq % Hkv == 0.
 // out: [B,T,Hq,D] contiguous (row stride Hq*D). probs: [B,Hq,T,T] softmax probabilities saved for
 // backward (entries above the diagonal are written as 0). scale = 1/sqrt(D).
+// keyStart[b*T + i] (optional): the first key query i may attend to, so several examples packed in one row
+// stay apart; the probabilities left of it are 0, which is all the backward pass needs to respect the mask.
 void attentionForward(float* out, float* probs, const float* q, const float* k, const float* v, int B, int T,
-                      int Hq, int Hkv, int D, int qStride, int kvStride);
+                      int Hq, int Hkv, int D, int qStride, int kvStride, const int32_t* keyStart = nullptr);
 // dq, dk, dv use the same strides as q, k, v and are OVERWRITTEN.
 void attentionBackward(float* dq, float* dk, float* dv, const float* dout, const float* probs, const float* q,
                        const float* k, const float* v, int B, int T, int Hq, int Hkv, int D, int qStride,
@@ -72,8 +75,10 @@ void swigluBackward(float* dGateUp, const float* dh, const float* gateUp, int ro
 // losses[n] = -log softmax(logits[n])[targets[n]]; targets < 0 are ignored (loss 0).
 // Returns the sum of losses over non-ignored rows (accumulated in double, in row order).
 double crossEntropyForward(float* losses, const float* logits, const int32_t* targets, int n, int V);
-// In place: logits[n,:] <- (softmax(logits[n]) - onehot(targets[n])) * dlossScale; ignored rows -> 0.
-void crossEntropyBackward(float* logits, const int32_t* targets, int n, int V, float dlossScale);
+// In place: logits[n,:] <- (softmax(logits[n]) - onehot(targets[n])) * dlossScale * rowScale[n] (rowScale
+// optional: per-position loss weights, e.g. DPO's per-sequence weights); ignored rows -> 0.
+void crossEntropyBackward(float* logits, const int32_t* targets, int n, int V, float dlossScale,
+                          const float* rowScale = nullptr);
 
 // ---- AdamW (PyTorch semantics, decoupled weight decay) ---------------------------------------------------
 // p <- p - lr*wd*p; m <- b1*m + (1-b1)*g; v <- b2*v + (1-b2)*g^2;

@@ -10,7 +10,7 @@
 namespace ko {
 
 void ropeApply(float* x, int B, int T, int H, int D, int rowStride, const float* invFreq, int posOffset,
-               bool inverse) {
+               bool inverse, const int32_t* positions) {
   if (B <= 0 || T <= 0 || H <= 0 || D <= 0) return;
   const int half = D / 2;
   // cos/sin table for the T positions, shared by every batch row and head. The angle is formed in
@@ -30,7 +30,7 @@ void ropeApply(float* x, int B, int T, int H, int D, int rowStride, const float*
   const int rows = B * T;
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < rows; r++) {
-    const int t = r % T;
+    const int t = positions ? positions[r] : r % T;  // positions[] index the same 0..T-1 table (posOffset 0)
     const float* cosv = table.data() + size_t(t) * 2 * half;
     const float* sinv = cosv + half;
     float* row = x + size_t(r) * rowStride;

@@ -146,9 +146,10 @@ export interface SaveArgs {
   model: ResolvedModel;
   layout: ParamInfo[];
   params: Float32Array;
-  m: Float32Array;
-  v: Float32Array;
+  m: Float32Array | null; // null: no optimizer.safetensors (LoRA keeps its adapter's moments itself)
+  v: Float32Array | null;
   fp8?: Fp8Tensors | null;
+  extraFiles?: (tmpDir: string) => void; // more files of the checkpoint, written before it is marked complete
   state: TrainerState;
   tokenizerFile: string | null;
   eosId: number | null;
@@ -166,7 +167,7 @@ export function saveCheckpoint(a: SaveArgs): string {
     JSON.stringify({ bos_token_id: a.bosId, eos_token_id: a.eosId, do_sample: true, temperature: 0.8, top_p: 0.95 }, null, 2),
   );
   writeSafetensors(path.join(tmp, 'model.safetensors'), tensorsOf(a.layout, a.params), { format: 'pt' });
-  writeSafetensors(path.join(tmp, 'optimizer.safetensors'), [
+  if (a.m && a.v) writeSafetensors(path.join(tmp, 'optimizer.safetensors'), [
     ...tensorsOf(a.layout, a.m, 'exp_avg.'),
     ...tensorsOf(a.layout, a.v, 'exp_avg_sq.'),
     ...(a.fp8
@@ -180,6 +181,7 @@ export function saveCheckpoint(a: SaveArgs): string {
   ]);
   if (a.tokenizerFile) fs.copyFileSync(a.tokenizerFile, path.join(tmp, 'tokenizer.json'));
   fs.writeFileSync(path.join(tmp, 'trainer_state.json'), JSON.stringify(a.state, null, 2));
+  a.extraFiles?.(tmp);
   fs.writeFileSync(path.join(tmp, COMPLETE_MARKER), new Date().toISOString() + '\n');
   fs.rmSync(final, { recursive: true, force: true });
   fs.renameSync(tmp, final);

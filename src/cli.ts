@@ -6,12 +6,13 @@ import { ConfigError, loadConfig, type Config } from './config.js';
 import { benchTrain, formatTrainBench } from './bench.js';
 import { doctor, formatDoctor } from './doctor.js';
 import { evaluateCheckpoint } from './evaluate.js';
-import { generate } from './generate.js';
+import { generate, generateBatch } from './generate.js';
 import { runPipeline } from './pipeline.js';
 import { runPrep } from './prep.js';
 import { lmQueryCommand, lmTrainCommand } from './lm_cli.js';
 import { tokenizerExtendCommand, tokenizerReportCommand } from './tokenizer_cli.js';
 import { runTrain } from './train.js';
+import { dpoPairsCommand } from './dpo_data.js';
 
 type Args = ArgumentsCamelCase<Record<string, unknown>>;
 
@@ -19,7 +20,7 @@ type Args = ArgumentsCamelCase<Record<string, unknown>>;
 const OWN = new Set(['_', '$0', 'what', 'config', 'c', 'help', 'version', 'json', 'checkpoint', 'data', 'prompt', 'steps',
   'max-len', 'split', 'max-new-tokens', 'temperature', 'top-k', 'top-p', 'seed', 'threads', 'warmup', 'kernel', 'action', 'order',
   'input', 'out', 'field', 'tokenization', 'tokenizer', 'lm', 'normalize', 'base', 'corpus', 'add', 'max-piece-chars',
-  'maxPieceChars', 'entropy-split', 'entropySplit', 'tasks', 'fewshot']);
+  'maxPieceChars', 'entropy-split', 'entropySplit', 'tasks', 'fewshot', 'prompts-file', 'stop', 'system', 'all-wrong', 'allWrong']);
 
 function overridesOf(argv: Args): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -98,7 +99,9 @@ export async function main(args = hideBin(process.argv)): Promise<void> {
       (y) =>
         y
           .option('checkpoint', { type: 'string', demandOption: true })
-          .option('prompt', { type: 'string', demandOption: true })
+          .option('prompt', { type: 'string', describe: 'the prompt (or --prompts-file)' })
+          .option('prompts-file', { type: 'string', describe: 'one prompt per line, generated together as a batch' })
+          .option('stop', { type: 'string', array: true, describe: 'stop when the new text contains this (repeatable); the output ends before it' })
           .option('max-new-tokens', { type: 'number', default: 64 })
           .option('temperature', { type: 'number', default: 0.8 })
           .option('top-k', { type: 'number', default: 40 })
@@ -107,18 +110,66 @@ export async function main(args = hideBin(process.argv)): Promise<void> {
           .option('json', { type: 'boolean', default: false }),
       async (argv) => {
         overridesOf(argv as Args);
-        const r = await generate(argv.checkpoint, argv.prompt, {
+        const sampling = {
           temperature: argv.temperature,
           topK: argv['top-k'],
           topP: argv['top-p'],
           maxNewTokens: argv['max-new-tokens'],
           seed: argv.seed,
-        });
-        if (argv.json) console.log(JSON.stringify(r));
-        else {
-          console.log(r.text);
-          console.error(`(${r.newTokens} new tokens, ${r.msPerToken.toFixed(1)} ms/token)`);
+          stop: (argv.stop ?? []).map(String),
+        };
+        if ((argv.prompt === undefined) === (argv['prompts-file'] === undefined)) throw new ConfigError('generate: give --prompt TEXT or --prompts-file FILE');
+        if (argv.prompt !== undefined) {
+          const r = await generate(argv.checkpoint, argv.prompt, sampling);
+          if (argv.json) console.log(JSON.stringify(r));
+          else {
+            console.log(r.text);
+            console.error(`(${r.newTokens} new tokens, ${r.msPerToken.toFixed(1)} ms/token)`);
+          }
+          return;
         }
+        const file = argv['prompts-file'] as string;
+        const fs = await import('node:fs');
+        if (!fs.existsSync(file)) throw new ConfigError(`generate: --prompts-file ${file} does not exist`);
+        const prompts = fs.readFileSync(file, 'utf8').split(/\r?\n/).filter((l) => l.trim() !== '');
+        if (!prompts.length) throw new ConfigError(`generate: ${file} has no prompts (one per line)`);
+        const { loadModel } = await import('./evaluate.js');
+        const rs = await generateBatch(loadModel(argv.checkpoint), prompts, sampling);
+        rs.forEach((r, i) => {
+          if (argv.json) console.log(JSON.stringify({ prompt: prompts[i], text: prompts[i] + r.text, promptTokens: r.promptTokens, newTokens: r.newTokens, finish: r.finish }));
+          else console.log(`=== ${i + 1}\n${prompts[i] + r.text}`);
+        });
+        const total = rs.reduce((a, r) => a + r.newTokens, 0);
+        console.error(`(${rs.length} prompts, ${total} new tokens, ${rs[0].msPerToken.toFixed(1)} ms/token over the batch)`);
+      },
+    )
+    .command(
+      'chat',
+      'talk to a checkpoint in the terminal (its chat template; /reset clears the conversation, /exit quits)',
+      (y) =>
+        y
+          .option('checkpoint', { type: 'string', demandOption: true })
+          .option('system', { type: 'string', describe: 'system message at the start of the conversation' })
+          .option('max-new-tokens', { type: 'number', default: 256 })
+          .option('temperature', { type: 'number', default: 0.7 })
+          .option('top-k', { type: 'number', default: 40 })
+          .option('top-p', { type: 'number', default: 0.95 })
+          .option('seed', { type: 'number', default: 1 })
+          .option('threads', { type: 'number', default: 0 }),
+      async (argv) => {
+        overridesOf(argv as Args);
+        const { native } = await import('./native.js');
+        native().setThreads(argv.threads);
+        const { chatCommand } = await import('./chat.js');
+        await chatCommand({
+          checkpoint: argv.checkpoint,
+          system: argv.system ?? null,
+          maxNewTokens: argv['max-new-tokens'],
+          temperature: argv.temperature,
+          topK: argv['top-k'],
+          topP: argv['top-p'],
+          seed: argv.seed,
+        });
       },
     )
     .command(
@@ -193,6 +244,19 @@ export async function main(args = hideBin(process.argv)): Promise<void> {
           if (!argv.data?.length) throw new ConfigError('tokenizer report: --data is required');
           await tokenizerReportCommand({ tokenizers: (argv.tokenizer ?? ['llama3.1']).map(String), data: argv.data.map(String), field: argv.field, json: argv.json, log: console.log });
         }
+      },
+    )
+    .command(
+      'dpo-pairs',
+      'turn a multiple-choice task file (the eval --tasks format) into DPO pairs: the right answer chosen, a wrong one rejected',
+      (y) =>
+        y
+          .option('tasks', { type: 'string', demandOption: true, describe: 'multiple-choice task JSONL (its training split)' })
+          .option('out', { type: 'string', demandOption: true, describe: 'JSONL of {"prompt", "chosen", "rejected"}' })
+          .option('seed', { type: 'number', default: 1234, describe: 'seed of the wrong-answer draw' })
+          .option('all-wrong', { type: 'boolean', default: false, describe: 'one pair per wrong choice instead of one per question' }),
+      (argv) => {
+        dpoPairsCommand({ tasks: argv.tasks, out: argv.out, seed: argv.seed, allWrong: argv['all-wrong'] as boolean, log: console.log });
       },
     )
     .command(

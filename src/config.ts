@@ -189,8 +189,52 @@ const Fp8Schema = z
   })
   .strict();
 
+// Post-training (README "Post-training"): SFT on chat data, DPO on preference pairs, distillation from a
+// teacher checkpoint, and LoRA adapters for any of the cross-entropy modes.
+const SftSchema = z
+  .object({
+    pack: z.boolean().default(true), // several examples per row, attention kept inside each (CPU; CUDA pads)
+    chat_template: z.string().nullable().default(null), // tokenizer_config.json or .jinja; null = beside the tokenizer, else ChatML
+  })
+  .strict();
+
+const DpoSchema = z
+  .object({
+    beta: z.number().positive().default(0.1),
+    label_smoothing: z.number().min(0).lt(0.5).default(0),
+    chat_template: z.string().nullable().default(null),
+  })
+  .strict();
+
+const DistillSchema = z
+  .object({
+    teacher: z.string().nullable().default(null), // checkpoint dir with the same tokenizer
+    alpha: unit.default(0.5), // weight of the KL term; 1 - alpha on the cross-entropy
+    temperature: z.number().positive().default(2.0),
+    top_k: nonNegInt.default(0), // > 0: precompute the teacher's top-k logits to shards, then train without it
+  })
+  .strict();
+
+const LoraSchema = z
+  .object({
+    rank: nonNegInt.default(0), // 0 = no LoRA
+    alpha: z.number().positive().default(16),
+    targets: z
+      .array(z.enum(['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']))
+      .min(1)
+      .default(['q_proj', 'k_proj', 'v_proj', 'o_proj']),
+  })
+  .strict();
+
+export const TRAIN_MODES = ['pretrain', 'sft', 'dpo', 'distill'] as const;
+
 const TrainSchema = z
   .object({
+    mode: z.enum(TRAIN_MODES).default('pretrain'),
+    sft: SftSchema.default(SftSchema.parse({})),
+    dpo: DpoSchema.default(DpoSchema.parse({})),
+    distill: DistillSchema.default(DistillSchema.parse({})),
+    lora: LoraSchema.default(LoraSchema.parse({})),
     steps: positiveInt.default(100),
     batch_size: positiveInt.default(8),
     seq_len: positiveInt.default(128),

@@ -34,7 +34,45 @@ export interface TrainStepOptions {
   freezeSteps?: number;
 }
 
+// The optimizer-step fields of trainStep without the windows: the post-training steps take explicit rows.
+export type StepOptions = Omit<TrainStepOptions, 'windows'>;
+// Rows of seqLen tokens: targets −1 are ignored; positions (optional) pack several examples per row.
+export interface TokenRows {
+  inputs: Uint32Array;
+  targets: Int32Array;
+  positions?: Int32Array;
+}
+type StepResult = { loss: number; gradNorm: number; tokens: number };
+export interface DpoStepResult extends StepResult {
+  chosenLogp: number;
+  rejectedLogp: number;
+  chosenReward: number;
+  rejectedReward: number;
+  margin: number;
+  accuracy: number;
+}
+
+// One LoRA-adapted weight (native/lora.h): where it lies in params, and A [rank, in] / B [out, rank] in the adapter.
+export interface LoraSite {
+  name: string;
+  weightOffset: number;
+  out: number;
+  in: number;
+  aOffset: number;
+  bOffset: number;
+}
+
 export interface NativeModel {
+  trainStepTokens(o: StepOptions & TokenRows): Promise<StepResult>;
+  sequenceLogps(o: TokenRows & { seqLen: number }): Promise<Float64Array>;
+  // batchSize counts pairs; rows interleave chosen and rejected; refLogps has one value per row.
+  dpoStep(o: StepOptions & TokenRows & { refLogps: Float64Array; beta: number; labelSmoothing: number }): Promise<DpoStepResult>;
+  distillStep(
+    o: StepOptions & TokenRows & { alpha: number; temperature: number } &
+      ({ teacher: NativeModel } | { topIds: Uint32Array; topLogits: Float32Array; k: number }),
+  ): Promise<StepResult & { kl: number; ce: number }>;
+  distillEval(o: TokenRows & { seqLen: number; teacher: NativeModel; temperature?: number }): Promise<{ kl: number; ce: number; count: number }>;
+  topkLogits(o: { inputs: Uint32Array; positions?: Int32Array; seqLen: number; k: number }): Promise<{ ids: Uint32Array; logits: Float32Array }>;
   attachOptimizer(m: Float32Array, v: Float32Array): void;
   attachData(shards: Uint32Array[]): void;
   trainStep(o: TrainStepOptions): Promise<{ loss: number; gradNorm: number; tokens: number }>;
@@ -42,13 +80,23 @@ export interface NativeModel {
   scoreContinuations(tokens: Uint32Array, offsets: Uint32Array, contLen: Uint32Array, maxLen: number): Promise<{ logLik: Float64Array; greedy: Uint8Array }>;
   forwardBackward(tokens: Uint32Array, B: number, T: number): number;
   gradients(): Float32Array;
-  decodeReset(maxTokens: number): void;
+  /** `batch` empty KV-cache slots of maxTokens positions each (default 1). */
+  decodeReset(maxTokens: number, batch?: number): void;
+  /** Logits [vocab] of `token` at `pos` in slot 0. */
   decodeStep(token: number, pos: number): Float32Array;
+  /**
+   * Logits [n * vocab]: row i feeds tokens[i] at positions[i] of slot slots[i] (default i). Rows of one slot
+   * count up by 1; a slot's first row may rewind into (or continue) the positions it holds.
+   */
+  decodeBatch(tokens: Uint32Array, positions: Int32Array, slots?: Int32Array): Float32Array;
   setPrecision(o: PrecisionOptions): void;
   useDevice(index: number): { name: string; bytes: number };
   syncToHost(): void;
   fp8State(): Fp8State;
   setFp8State(s: Omit<Fp8State, 'historyLen'>): void;
+  // LoRA (src/lora.ts): base = W0 (a copy, not params); adapter/m/v = loraLayout().size floats. params becomes the
+  // merged weights at once; trainStepTokens then trains only the adapters.
+  attachLora(o: { rank: number; alpha: number; targets: string[]; base: Float32Array; adapter: Float32Array; m: Float32Array; v: Float32Array }): void;
 }
 
 export interface CudaInfo {
@@ -97,6 +145,10 @@ export interface NativeAddon {
   benchGemm(M: number, N: number, K: number, iters: number): number;
   cudaInfo(): CudaInfo;
   cudaAdamwSelfTest(n?: number): { ok: boolean; relErr: number; error: string | null };
+  loraLayout(config: ResolvedModel, rank: number, targets: string[]): { size: number; sites: LoraSite[] };
+  loraInit(config: ResolvedModel, rank: number, targets: string[], adapter: Float32Array, seed: number): void;
+  // params[site] = base[site] + alpha/rank·B·A at every site; params elsewhere untouched.
+  loraMerge(config: ResolvedModel, rank: number, alpha: number, targets: string[], params: Float32Array, base: Float32Array, adapter: Float32Array): void;
 }
 
 let loaded: { addon: NativeAddon; file: string } | null = null;
@@ -112,7 +164,8 @@ export function native(): NativeAddon {
   if (loaded) return loaded.addon;
   let file: string;
   try {
-    file = addonPath();
+    // KO_TRAIN_ADDON names a particular build (a second build dir, a CUDA build under test).
+    file = process.env.KO_TRAIN_ADDON ? path.resolve(process.env.KO_TRAIN_ADDON) : addonPath();
   } catch (e) {
     throw new Error(
       `ko-train's native addon is not built (${(e as Error).message.split('\n')[0]}).\n` +

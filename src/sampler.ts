@@ -41,6 +41,29 @@ export class WindowSampler {
     return p;
   }
 
+  // Windows by their index in shard order, as [shard, offset] pairs (per-window caches such as the teacher's
+  // top-k logits are stored in this order).
+  windowsAt(indices: number[]): Uint32Array {
+    const out = new Uint32Array(indices.length * 2);
+    indices.forEach((w, r) => {
+      out[2 * r] = this.starts[w][0];
+      out[2 * r + 1] = this.starts[w][1];
+    });
+    return out;
+  }
+
+  // The index of the window starting at [shard, offset] (windowsAt's inverse).
+  indexOf(shard: number, offset: number): number {
+    if (!this.index) {
+      this.index = new Map();
+      this.starts.forEach(([s, o], i) => this.index!.set(`${s}:${o}`, i));
+    }
+    const i = this.index.get(`${shard}:${offset}`);
+    if (i === undefined) throw new Error(`no window starts at shard ${shard} offset ${offset}`);
+    return i;
+  }
+  private index: Map<string, number> | null = null;
+
   // Windows for the given 0-based step: rows = batchSize * accum, as [shard, offset] pairs.
   windowsForStep(step: number, rows: number): Uint32Array {
     const out = new Uint32Array(rows * 2);

@@ -5,6 +5,7 @@
 
 import fs from 'node:fs';
 import nodePath from 'node:path';
+import { readArrowFile, writeFileAtomic } from './arrow_lists.js';
 import {
   DataType,
   Field,
@@ -14,7 +15,6 @@ import {
   Struct,
   Table,
   Uint32,
-  RecordBatchReader,
   makeData,
   tableToIPC,
 } from 'apache-arrow';
@@ -28,7 +28,6 @@ const KEY_HASH = 'ko_train.tokenizer_hash';
 const KEY_TOKENS = 'ko_train.num_tokens';
 const KEY_DOCS = 'ko_train.num_docs';
 const RESERVED_KEYS = new Set([KEY_FORMAT, KEY_HASH, KEY_TOKENS, KEY_DOCS]);
-const ARROW_MAGIC = Buffer.from('ARROW1', 'latin1');
 const INT32_MAX = 2 ** 31 - 1;
 
 export interface TokenShard {
@@ -61,19 +60,6 @@ export interface ShardManifest {
   stats?: Record<string, unknown>;
   /** Per source (data.sources): its language, mixing weight and its own shards of each split. */
   sources?: Record<string, { lang: string; weight: number; splits: Record<string, ShardSplit> }>;
-}
-
-function writeFileAtomic(path: string, bytes: Uint8Array): void {
-  const tmp = `${path}.tmp`;
-  const fd = fs.openSync(tmp, 'w');
-  try {
-    let off = 0;
-    while (off < bytes.byteLength) off += fs.writeSync(fd, bytes, off, Math.min(1 << 30, bytes.byteLength - off));
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, path);
 }
 
 function validateDocOffsets(docOffsets: Int32Array, numTokens: number): string | null {
@@ -141,131 +127,12 @@ function isListOfUint32(t: DataType): boolean {
   return child !== undefined && DataType.isInt(child) && child.bitWidth === 32 && !child.isSigned;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Bounds check of the IPC flatbuffers (footer and record batch messages) before arrow-js decodes
-// them: arrow-js trusts vector lengths, so one corrupt byte can make it loop ~2^32 times or run out
-// of memory. Every vector it iterates must fit inside its buffer.
-
-type FbKind = 'string' | 'table' | { structs: number } | { tables: FbSpec } | { table: FbSpec };
-type FbSpec = Record<number, FbKind>;
-
-const FB_KEY_VALUE: FbSpec = { 0: 'string', 1: 'string' };
-const FB_FIELD: FbSpec = { 0: 'string', 3: 'table', 4: 'table', 6: { tables: FB_KEY_VALUE } };
-FB_FIELD[5] = { tables: FB_FIELD };
-const FB_SCHEMA: FbSpec = { 1: { tables: FB_FIELD }, 2: { tables: FB_KEY_VALUE }, 3: { structs: 8 } };
-const FB_FOOTER: FbSpec = { 1: { table: FB_SCHEMA }, 2: { structs: 24 }, 3: { structs: 24 }, 4: { tables: FB_KEY_VALUE } };
-const FB_RECORD_BATCH: FbSpec = { 1: { structs: 16 }, 2: { structs: 16 }, 3: 'table', 4: { structs: 8 } };
-const FB_MESSAGE: FbSpec = { 2: { table: FB_RECORD_BATCH }, 4: { tables: FB_KEY_VALUE } };
-const MESSAGE_HEADER_RECORD_BATCH = 3;
-
-function fbVerify(b: Buffer, spec: FbSpec, what: string): void {
-  let budget = 100_000;
-  const fail = (msg: string): never => {
-    throw new Error(`${what}: ${msg}`);
-  };
-  const u32 = (p: number): number => (p >= 0 && p + 4 <= b.length ? b.readUInt32LE(p) : fail(`offset ${p} out of bounds`));
-  const u16 = (p: number): number => (p >= 0 && p + 2 <= b.length ? b.readUInt16LE(p) : fail(`offset ${p} out of bounds`));
-  const vector = (p: number, elemSize: number): number => {
-    const n = u32(p);
-    if (p + 4 + n * elemSize > b.length) fail(`vector of ${n} at offset ${p} overruns ${b.length} bytes`);
-    return n;
-  };
-  const table = (pos: number, sp: FbSpec | null, depth: number): void => {
-    if (--budget < 0 || depth > 64) fail('metadata nested too deeply');
-    u32(pos); // bounds check
-    const vt = pos - b.readInt32LE(pos);
-    const vtSize = u16(vt);
-    if (vtSize < 4 || vtSize % 2 !== 0 || vt + vtSize > b.length) fail(`bad vtable at offset ${vt}`);
-    if (sp === null) return;
-    const nFields = (vtSize - 4) / 2;
-    for (const [key, kind] of Object.entries(sp)) {
-      const i = Number(key);
-      if (i >= nFields) continue;
-      const off = u16(vt + 4 + 2 * i);
-      if (off === 0) continue;
-      const target = pos + off + u32(pos + off);
-      if (kind === 'string') vector(target, 1);
-      else if (kind === 'table') table(target, null, depth + 1);
-      else if ('structs' in kind) vector(target, kind.structs);
-      else if ('table' in kind) table(target, kind.table, depth + 1);
-      else {
-        const n = vector(target, 4);
-        for (let k = 0; k < n; k++) {
-          const e = target + 4 + 4 * k;
-          table(e + u32(e), kind.tables, depth + 1);
-        }
-      }
-    }
-  };
-  table(u32(0), spec, 0);
-}
 
 /** Reads a pretraining shard written by writeTokenShard (or any tool writing the same schema). */
 export function readTokenShard(path: string): TokenShard {
-  let fileBytes: Buffer;
-  try {
-    fileBytes = fs.readFileSync(path);
-  } catch (e) {
-    throw new Error(`${path}: cannot read shard (${(e as Error).message})`);
-  }
+  // Bounds-checked read, block by block (arrow_lists.ts): a corrupt file is an error naming it, never a hang.
+  const { schema, batches, fileBytes } = readArrowFile(path, 'ko-train Arrow shard');
   const invalid = (why: string): Error => new Error(`${path}: not a valid ko-train Arrow shard (${why})`);
-
-  // The Arrow IPC file format starts with "ARROW1\0\0" and ends with "ARROW1"; a truncated file
-  // loses the trailing magic, and arrow-js would otherwise try to read it as a stream.
-  if (
-    fileBytes.length < 12 ||
-    !fileBytes.subarray(0, 6).equals(ARROW_MAGIC) ||
-    !fileBytes.subarray(fileBytes.length - 6).equals(ARROW_MAGIC)
-  ) {
-    throw invalid(`${fileBytes.length} bytes without the Arrow IPC file magic at both ends; truncated or not an Arrow file`);
-  }
-
-  // Read block by block rather than with tableFromIPC: on a corrupt record batch message, arrow-js's
-  // batch iterator spins forever (apache-arrow 21), while readRecordBatch(i) returns or throws.
-  let schema: Schema;
-  const batches: RecordBatch[] = [];
-  try {
-    const footerLen = fileBytes.readInt32LE(fileBytes.length - 10);
-    const footerStart = fileBytes.length - 10 - footerLen;
-    if (footerLen <= 0 || footerStart < 8) throw new Error(`footer length ${footerLen} does not fit the file`);
-    fbVerify(fileBytes.subarray(footerStart, fileBytes.length - 10), FB_FOOTER, `footer at offset ${footerStart}`);
-    const reader = RecordBatchReader.from(fileBytes);
-    if (!reader.isFile()) throw new Error('not in the Arrow IPC file format');
-    reader.open();
-    schema = reader.schema;
-    const footer = reader.footer;
-    if (schema === null || schema === undefined || footer === null) throw new Error('no schema in the footer');
-    const end = fileBytes.length - 10; // footer length (int32) and trailing magic
-    for (let i = 0; i < reader.numRecordBatches; i++) {
-      const block = footer.getRecordBatch(i);
-      if (block === null) throw new Error(`record batch ${i} missing from the footer`);
-      const offset = Number(block.offset);
-      const metaLen = Number(block.metaDataLength);
-      const bodyLen = Number(block.bodyLength);
-      if (!(offset >= 8 && metaLen >= 8 && bodyLen >= 0 && offset + metaLen + bodyLen <= end)) {
-        throw new Error(`record batch ${i} (offset ${offset}, ${metaLen} + ${bodyLen} bytes) lies outside the file`);
-      }
-      // Message: 0xFFFFFFFF continuation marker, int32 flatbuffer length, flatbuffer, padding.
-      const marker = fileBytes.readInt32LE(offset);
-      const len = fileBytes.readInt32LE(offset + 4);
-      if (marker !== -1 || len <= 0 || len + 8 > metaLen) {
-        throw new Error(`record batch ${i} at offset ${offset} has a corrupt message header`);
-      }
-      const message = fileBytes.subarray(offset + 8, offset + 8 + len);
-      fbVerify(message, FB_MESSAGE, `record batch ${i} at offset ${offset}`);
-      const root = message.readUInt32LE(0);
-      const vt = root - message.readInt32LE(root);
-      const typeOff = message.readUInt16LE(vt) > 6 ? message.readUInt16LE(vt + 6) : 0;
-      if (typeOff === 0 || message[root + typeOff] !== MESSAGE_HEADER_RECORD_BATCH) {
-        throw new Error(`record batch ${i} at offset ${offset} is not a record batch message`);
-      }
-      const batch = reader.readRecordBatch(i);
-      if (batch === null) throw new Error(`record batch ${i} at offset ${offset} is not a record batch message`);
-      batches.push(batch);
-    }
-  } catch (e) {
-    throw invalid((e as Error).message);
-  }
 
   const field = schema.fields.find((f) => f.name === 'input_ids');
   if (field === undefined || !isListOfUint32(field.type)) {

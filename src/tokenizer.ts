@@ -282,6 +282,33 @@ export class TextTokenizer {
     return encs.map((e) => Uint32Array.from(e.getIds()));
   }
 
+  /**
+   * Token ids of each text encoded in one piece, with each token's [start, end) in UTF-16 units of the
+   * text (offsets[2k], offsets[2k+1]); SFT masks use them to tell reply tokens from template tokens.
+   * The binding reports offsets in code points, so they are mapped to JS string indices here.
+   */
+  async encodeWithOffsets(texts: string[]): Promise<Array<{ ids: Uint32Array; offsets: Uint32Array }>> {
+    if (texts.length === 0) return [];
+    const encs = await this.tok.encodeBatch(texts, { addSpecialTokens: false });
+    return encs.map((e, i) => {
+      const text = texts[i];
+      const u16 = new Uint32Array(text.length + 1); // code point index -> UTF-16 index
+      let cp = 0;
+      for (let j = 0; j < text.length; cp++) {
+        u16[cp] = j;
+        j += (text.codePointAt(j) as number) > 0xffff ? 2 : 1;
+      }
+      u16[cp] = text.length;
+      const offs = e.getOffsets();
+      const offsets = new Uint32Array(offs.length * 2);
+      offs.forEach(([a, b], k) => {
+        offsets[2 * k] = u16[Math.min(a, cp)];
+        offsets[2 * k + 1] = u16[Math.min(b, cp)];
+      });
+      return { ids: Uint32Array.from(e.getIds()), offsets };
+    });
+  }
+
   /** Text of the ids, special tokens skipped. */
   async decode(ids: number[] | Uint32Array): Promise<string> {
     return this.tok.decode(Array.from(ids), true);

@@ -97,6 +97,8 @@ static Napi::Value BenchGemm(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), 2.0 * M * N * K * iters / s / 1e9);
 }
 
+void registerLora(Napi::Env env, Napi::Object exports);  // lora_binding.cpp
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Model", ModelWrap::Define(env));
   exports.Set("paramLayout", Napi::Function::New(env, ParamLayout));
@@ -110,6 +112,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   registerNgram(env, exports);
   registerTokenizer(env, exports);
   registerCudaBindings(env, exports);
+  registerLora(env, exports);
   return exports;
 }
 

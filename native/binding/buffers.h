@@ -30,6 +30,11 @@ struct TypedArrayKind<int32_t> {
   static constexpr napi_typedarray_type type = napi_int32_array;
   static constexpr const char* name = "Int32Array";
 };
+template <>
+struct TypedArrayKind<double> {
+  static constexpr napi_typedarray_type type = napi_float64_array;
+  static constexpr const char* name = "Float64Array";
+};
 
 // Returns the data pointer of a typed array of element type T; expectedLength < 0 = any length.
 template <typename T>

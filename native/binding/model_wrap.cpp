@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "buffers.h"
+#include "promise_worker.h"
 
 namespace kob {
 
@@ -47,41 +48,6 @@ ko::ModelConfig parseModelConfig(const Napi::Env& env, const Napi::Value& v) {
   if (!err.empty()) throw Napi::RangeError::New(env, err);
   return c;
 }
-
-// Resolves a promise with the JS value made by `finish` on the main thread, or rejects with the message of
-// any exception thrown by `work` on the worker thread.
-class PromiseWorker : public Napi::AsyncWorker {
- public:
-  PromiseWorker(Napi::Env env, ModelWrap* owner, std::atomic<bool>* busy)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), busy_(busy) {
-    owner_ = Napi::Persistent(owner->Value());  // keep the model (and its buffers) alive while working
-  }
-  Napi::Promise promise() { return deferred_.Promise(); }
-
- protected:
-  virtual void work() = 0;
-  virtual Napi::Value finish(Napi::Env env) = 0;
-  void Execute() override {
-    try {
-      work();
-    } catch (const std::exception& e) {
-      SetError(e.what());
-    }
-  }
-  void OnOK() override {
-    busy_->store(false);
-    deferred_.Resolve(finish(Env()));
-  }
-  void OnError(const Napi::Error& e) override {
-    busy_->store(false);
-    deferred_.Reject(e.Value());
-  }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  Napi::ObjectReference owner_;
-  std::atomic<bool>* busy_;
-};
 
 class TrainStepWorker : public PromiseWorker {
  public:
@@ -239,11 +205,19 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                       InstanceMethod("gradients", &ModelWrap::Gradients),
                       InstanceMethod("decodeReset", &ModelWrap::DecodeReset),
                       InstanceMethod("decodeStep", &ModelWrap::DecodeStep),
+                      InstanceMethod("decodeBatch", &ModelWrap::DecodeBatch),
                       InstanceMethod("setPrecision", &ModelWrap::SetPrecision),
                       InstanceMethod("useDevice", &ModelWrap::UseDevice),
                       InstanceMethod("syncToHost", &ModelWrap::SyncToHost),
                       InstanceMethod("fp8State", &ModelWrap::Fp8State),
-                      InstanceMethod("setFp8State", &ModelWrap::SetFp8State)});
+                      InstanceMethod("setFp8State", &ModelWrap::SetFp8State),
+                      InstanceMethod("trainStepTokens", &ModelWrap::TrainStepTokens),
+                      InstanceMethod("sequenceLogps", &ModelWrap::SequenceLogps),
+                      InstanceMethod("dpoStep", &ModelWrap::DpoStep),
+                      InstanceMethod("distillStep", &ModelWrap::DistillStep),
+                      InstanceMethod("distillEval", &ModelWrap::DistillEval),
+                      InstanceMethod("topkLogits", &ModelWrap::TopkLogits),
+                      InstanceMethod("attachLora", &ModelWrap::AttachLora)});
 }
 
 // new Model(config, params: Float32Array)
@@ -292,15 +266,7 @@ Napi::Value ModelWrap::AttachData(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// trainStep({windows: Uint32Array [shard, offset]*, batchSize, seqLen, accum, lr, beta1, beta2, eps,
-//            weightDecay, gradClip, step, newRowsFrom?, freezeSteps?}) → Promise<{loss, gradNorm, tokens}>
-Napi::Value ModelWrap::TrainStep(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  checkIdle(env);
-  if (!m_) throw Napi::Error::New(env, "trainStep before attachOptimizer");
-  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "trainStep expects an options object");
-  auto o = info[0].As<Napi::Object>();
-  const std::string w = "trainStep";
+ko::TrainStepOptions parseTrainStepOptions(const Napi::Env& env, const Napi::Object& o, const std::string& w) {
   ko::TrainStepOptions opt;
   opt.batchSize = intField(env, o, "batchSize", w);
   opt.seqLen = intField(env, o, "seqLen", w);
@@ -312,11 +278,23 @@ Napi::Value ModelWrap::TrainStep(const Napi::CallbackInfo& info) {
   opt.adam.beta2 = float(numberField(env, o, "beta2", w));
   opt.adam.eps = float(numberField(env, o, "eps", w));
   opt.adam.step = int64_t(numberField(env, o, "step", w));
-  if (opt.adam.step < 1) throw Napi::RangeError::New(env, "trainStep.step must be >= 1");
+  if (opt.adam.step < 1) throw Napi::RangeError::New(env, w + ".step must be >= 1");
   opt.weightDecay = float(numberField(env, o, "weightDecay", w));
   opt.gradClip = float(numberField(env, o, "gradClip", w));
   opt.newRowsFrom = int64_t(numberFieldOr(env, o, "newRowsFrom", -1, w));
   opt.freezeSteps = int64_t(numberFieldOr(env, o, "freezeSteps", 0, w));
+  return opt;
+}
+
+// trainStep({windows: Uint32Array [shard, offset]*, batchSize, seqLen, accum, lr, beta1, beta2, eps,
+//            weightDecay, gradClip, step, newRowsFrom?, freezeSteps?}) → Promise<{loss, gradNorm, tokens}>
+Napi::Value ModelWrap::TrainStep(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  checkIdle(env);
+  if (!m_) throw Napi::Error::New(env, "trainStep before attachOptimizer");
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "trainStep expects an options object");
+  ko::TrainStepOptions opt = parseTrainStepOptions(env, info[0].As<Napi::Object>(), "trainStep");
+  auto o = info[0].As<Napi::Object>();
   const int64_t rows = int64_t(opt.batchSize) * opt.accum;
   const uint32_t* win = typedArrayData<uint32_t>(env, o.Get("windows"), "trainStep.windows", 2 * rows);
   for (int64_t r = 0; r < rows; r++) {
@@ -427,16 +405,52 @@ Napi::Value ModelWrap::Gradients(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// decodeReset(maxTokens, batch = 1): `batch` empty cache slots of maxTokens positions each.
 Napi::Value ModelWrap::DecodeReset(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   checkIdle(env);
-  if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "decodeReset(maxTokens) needs a number");
+  if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "decodeReset(maxTokens, batch?) needs a number");
+  const bool hasBatch = info.Length() > 1 && !info[1].IsUndefined();
+  if (hasBatch && !info[1].IsNumber()) throw Napi::TypeError::New(env, "decodeReset: batch must be a number");
+  const double maxT = info[0].As<Napi::Number>().DoubleValue(),
+               batch = hasBatch ? info[1].As<Napi::Number>().DoubleValue() : 1;
+  if (!(maxT >= 1 && maxT <= INT32_MAX && maxT == double(int64_t(maxT))))
+    throw Napi::RangeError::New(env, "decodeReset: maxTokens must be a positive integer");
+  if (!(batch >= 1 && batch <= INT32_MAX && batch == double(int64_t(batch))))
+    throw Napi::RangeError::New(env, "decodeReset: batch must be a positive integer");
   try {
-    model_->decodeReset(info[0].As<Napi::Number>().Int32Value());
+    model_->decodeReset(int(maxT), int(batch));
   } catch (const ko::InputError& e) {
     throw Napi::RangeError::New(env, e.what());
   }
   return env.Undefined();
+}
+
+// decodeBatch(tokens: Uint32Array, positions: Int32Array, slots?: Int32Array) → Float32Array [n * vocab]
+// (a copy): row i feeds tokens[i] at positions[i] of cache slot slots[i] (default: slot i). The model checks
+// ids, positions and slots before touching the cache; a bad one is a RangeError.
+Napi::Value ModelWrap::DecodeBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  checkIdle(env);
+  size_t n = 0;
+  const uint32_t* tok = typedArrayData<uint32_t>(env, info[0], "decodeBatch tokens", -1, &n);
+  if (n == 0) throw Napi::RangeError::New(env, "decodeBatch: tokens is empty");
+  if (n > size_t(INT32_MAX) / size_t(model_->config().vocabSize))
+    throw Napi::RangeError::New(env, "decodeBatch: too many rows for one call");
+  const int32_t* pos = typedArrayData<int32_t>(env, info[1], "decodeBatch positions", int64_t(n));
+  const int32_t* slots = nullptr;
+  if (info.Length() > 2 && !info[2].IsUndefined())
+    slots = typedArrayData<int32_t>(env, info[2], "decodeBatch slots", int64_t(n));
+  const float* logits;
+  try {
+    logits = model_->decodeBatch(tok, pos, int(n), slots);
+  } catch (const ko::InputError& e) {
+    throw Napi::RangeError::New(env, e.what());
+  }
+  const size_t V = size_t(model_->config().vocabSize);
+  auto out = Napi::Float32Array::New(env, n * V);
+  std::copy(logits, logits + n * V, out.Data());
+  return out;
 }
 
 // decodeStep(token, pos) → Float32Array logits (a copy; the cache keeps the state).

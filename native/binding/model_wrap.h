@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "lora.h"
 #include "model.h"
 #ifdef KO_CUDA
 #include "cuda_model.h"
@@ -15,6 +16,9 @@
 namespace kob {
 
 ko::ModelConfig parseModelConfig(const Napi::Env& env, const Napi::Value& v);
+// The optimizer-step fields shared by trainStep and the post-training steps (batchSize, seqLen, accum, lr,
+// beta1, beta2, eps, weightDecay, gradClip, step, newRowsFrom?, freezeSteps?); `w` names the call in errors.
+ko::TrainStepOptions parseTrainStepOptions(const Napi::Env& env, const Napi::Object& o, const std::string& w);
 
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  public:
@@ -25,6 +29,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   friend class TrainStepWorker;
   friend class EvalWorker;
   friend class ContinuationWorker;
+  friend class TokensStepWorker;
+  friend class LogpsWorker;
+  friend class DpoStepWorker;
+  friend class DistillStepWorker;
+  friend class TopkWorker;
+  friend class DistillEvalWorker;
   Napi::Value AttachOptimizer(const Napi::CallbackInfo& info);
   Napi::Value AttachData(const Napi::CallbackInfo& info);
   Napi::Value TrainStep(const Napi::CallbackInfo& info);
@@ -34,11 +44,21 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Gradients(const Napi::CallbackInfo& info);
   Napi::Value DecodeReset(const Napi::CallbackInfo& info);
   Napi::Value DecodeStep(const Napi::CallbackInfo& info);
+  Napi::Value DecodeBatch(const Napi::CallbackInfo& info);
   Napi::Value SetPrecision(const Napi::CallbackInfo& info);
   Napi::Value UseDevice(const Napi::CallbackInfo& info);
   Napi::Value SyncToHost(const Napi::CallbackInfo& info);
   Napi::Value Fp8State(const Napi::CallbackInfo& info);
   Napi::Value SetFp8State(const Napi::CallbackInfo& info);
+  // Post-training (post_train_binding.cpp): explicit-token steps (SFT, packed rows), DPO, distillation.
+  Napi::Value TrainStepTokens(const Napi::CallbackInfo& info);
+  Napi::Value SequenceLogps(const Napi::CallbackInfo& info);
+  Napi::Value DpoStep(const Napi::CallbackInfo& info);
+  Napi::Value DistillStep(const Napi::CallbackInfo& info);
+  Napi::Value DistillEval(const Napi::CallbackInfo& info);
+  Napi::Value TopkLogits(const Napi::CallbackInfo& info);
+  // LoRA (lora_binding.cpp): attachLora() makes trainStepTokens train the adapters only.
+  Napi::Value AttachLora(const Napi::CallbackInfo& info);
   void checkIdle(const Napi::Env& env);
 
   std::unique_ptr<ko::Model> model_;
@@ -59,6 +79,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   std::vector<Napi::Reference<Napi::Uint32Array>> dataRefs_;
   std::vector<std::pair<const uint32_t*, size_t>> data_;
   std::atomic<bool> busy_{false};
+  std::unique_ptr<ko::LoraState> lora_;  // set by attachLora()
+  Napi::Reference<Napi::Float32Array> loraBaseRef_, loraAdapterRef_, loraMRef_, loraVRef_;
 };
 
 }  // namespace kob

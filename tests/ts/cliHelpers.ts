@@ -12,10 +12,12 @@ export function tmpDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `ko-train-${prefix}-`));
 }
 
-export function runCli(args: string[], env: Record<string, string> = {}) {
+// `input`: what the child reads on stdin (a pipe, not a terminal).
+export function runCli(args: string[], env: Record<string, string> = {}, input?: string) {
   const r = spawnSync(process.execPath, [bin, ...args], {
     cwd: repoRoot,
     encoding: 'utf8',
+    input,
     env: { ...process.env, KO_TRAIN_DEBUG: '0', ...env },
     timeout: 300_000,
   });

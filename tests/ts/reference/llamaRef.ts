@@ -209,6 +209,26 @@ function attention(q: Float64Array, k: Float64Array, v: Float64Array, T: number,
   return out;
 }
 
+/**
+ * Called after each projection of a transformer block (q/k/v/o, gate/up/down) with its weight's name, input
+ * x [T, nIn] and output y [T, nOut], which it may change in place: e.g. to add an unmerged LoRA term.
+ */
+export type LinearHook = (weight: string, x: Float64Array, T: number, nIn: number, y: Float64Array) => void;
+const linearHooks = new WeakMap<Weights, LinearHook>();
+
+/** Installs (or with null removes) the projection hook used whenever these weights run. */
+export function setLinearHook(w: Weights, hook: LinearHook | null): void {
+  if (hook) linearHooks.set(w, hook);
+  else linearHooks.delete(w);
+}
+
+/** y = x W^T for the named block weight, then its hook. */
+function proj(w: Weights, name: string, x: Float64Array, T: number, nIn: number, nOut: number): Float64Array {
+  const y = linear(x, T, nIn, get(w, name, nOut * nIn), nOut);
+  linearHooks.get(w)?.(name, x, T, nIn, y);
+  return y;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Model stages on one sequence of T input positions.
 
@@ -227,9 +247,9 @@ function attnBlock(d: Dims, w: Weights, l: number, x: Float64Array, T: number): 
   const p = `model.layers.${l}.`;
   const { H, Hq, Hkv, D } = d;
   const a = rmsnorm(x, H, get(w, p + 'input_layernorm.weight', H), d.eps);
-  let q = linear(a, T, H, get(w, p + 'self_attn.q_proj.weight', Hq * D * H), Hq * D);
-  let k = linear(a, T, H, get(w, p + 'self_attn.k_proj.weight', Hkv * D * H), Hkv * D);
-  const v = linear(a, T, H, get(w, p + 'self_attn.v_proj.weight', Hkv * D * H), Hkv * D);
+  let q = proj(w, p + 'self_attn.q_proj.weight', a, T, H, Hq * D);
+  let k = proj(w, p + 'self_attn.k_proj.weight', a, T, H, Hkv * D);
+  const v = proj(w, p + 'self_attn.v_proj.weight', a, T, H, Hkv * D);
   if (d.qkNorm) {
     q = rmsnorm(q, D, get(w, p + 'self_attn.q_norm.weight', D), d.eps);
     k = rmsnorm(k, D, get(w, p + 'self_attn.k_norm.weight', D), d.eps);
@@ -237,7 +257,7 @@ function attnBlock(d: Dims, w: Weights, l: number, x: Float64Array, T: number): 
   applyRope(q, T, Hq, D, d.theta);
   applyRope(k, T, Hkv, D, d.theta);
   const o = attention(q, k, v, T, d);
-  const y = linear(o, T, Hq * D, get(w, p + 'self_attn.o_proj.weight', H * Hq * D), H);
+  const y = proj(w, p + 'self_attn.o_proj.weight', o, T, Hq * D, H);
   for (let i = 0; i < y.length; i++) y[i] += x[i];
   return y;
 }
@@ -247,10 +267,10 @@ function mlpBlock(d: Dims, w: Weights, l: number, x: Float64Array, T: number): F
   const p = `model.layers.${l}.`;
   const { H, F } = d;
   const b = rmsnorm(x, H, get(w, p + 'post_attention_layernorm.weight', H), d.eps);
-  const g = linear(b, T, H, get(w, p + 'mlp.gate_proj.weight', F * H), F);
-  const u = linear(b, T, H, get(w, p + 'mlp.up_proj.weight', F * H), F);
+  const g = proj(w, p + 'mlp.gate_proj.weight', b, T, H, F);
+  const u = proj(w, p + 'mlp.up_proj.weight', b, T, H, F);
   for (let i = 0; i < g.length; i++) g[i] = (g[i] / (1 + Math.exp(-g[i]))) * u[i];
-  const y = linear(g, T, F, get(w, p + 'mlp.down_proj.weight', H * F), H);
+  const y = proj(w, p + 'mlp.down_proj.weight', g, T, F, H);
   for (let i = 0; i < y.length; i++) y[i] += x[i];
   return y;
 }

@@ -1,0 +1,439 @@
+// post_train_binding.cpp — the Model class's post-training calls: explicit-token steps (SFT with packed rows,
+// LoRA), reference log-probs and DPO steps, distillation steps and the teacher's top-k logits. Each runs on a
+// worker thread and resolves a promise; every buffer is validated here and copied before the worker starts.
+#include <cstring>
+#include <vector>
+
+#include "buffers.h"
+#include "model_wrap.h"
+#include "post_train.h"
+#include "promise_worker.h"
+
+namespace kob {
+namespace {
+
+// Token rows handed in by JS: inputs and targets [rows * T], positions optional (packed examples).
+struct TokenRows {
+  std::vector<uint32_t> inputs;
+  std::vector<int32_t> targets, positions;
+};
+
+TokenRows readRows(const Napi::Env& env, const Napi::Object& o, int64_t n, int vocab, const std::string& w) {
+  TokenRows r;
+  const uint32_t* in = typedArrayData<uint32_t>(env, o.Get("inputs"), w + ".inputs", n);
+  const int32_t* tg = typedArrayData<int32_t>(env, o.Get("targets"), w + ".targets", n);
+  for (int64_t i = 0; i < n; i++) {
+    if (in[i] >= uint32_t(vocab))
+      throw Napi::RangeError::New(env, w + ".inputs[" + std::to_string(i) + "] = " + std::to_string(in[i]) +
+                                           " is outside the vocabulary of " + std::to_string(vocab));
+    if (tg[i] >= vocab)
+      throw Napi::RangeError::New(env, w + ".targets[" + std::to_string(i) + "] = " + std::to_string(tg[i]) +
+                                           " is outside the vocabulary of " + std::to_string(vocab));
+  }
+  r.inputs.assign(in, in + n);
+  r.targets.assign(tg, tg + n);
+  Napi::Value pv = o.Get("positions");
+  if (!pv.IsUndefined() && !pv.IsNull()) {
+    const int32_t* p = typedArrayData<int32_t>(env, pv, w + ".positions", n);
+    r.positions.assign(p, p + n);  // shape rules are checked by Model::forward (an InputError)
+  }
+  return r;
+}
+
+Napi::Object stepResult(Napi::Env env, double loss, double gradNorm, int64_t tokens) {
+  auto r = Napi::Object::New(env);
+  r.Set("loss", loss);
+  r.Set("gradNorm", gradNorm);
+  r.Set("tokens", double(tokens));
+  return r;
+}
+
+}  // namespace
+
+class TokensStepWorker : public PromiseWorker {
+ public:
+  TokensStepWorker(Napi::Env env, ModelWrap* m, TokenRows rows, ko::TrainStepOptions o)
+      : PromiseWorker(env, m, &m->busy_), m_(m), rows_(std::move(rows)), o_(o) {}
+
+ protected:
+  void work() override {
+    const int32_t* pos = rows_.positions.empty() ? nullptr : rows_.positions.data();
+#ifdef KO_CUDA
+    if (m_->cuda_) {
+      if (pos) throw ko::InputError("packed rows (positions) train on the CPU only; unpack them on CUDA");
+      result_ = m_->cuda_->trainStep(rows_.inputs.data(), rows_.targets.data(), o_);
+      return;
+    }
+#endif
+    if (m_->lora_)
+      result_ = ko::loraTrainStep(*m_->model_, *m_->lora_, m_->grads_.data(), rows_.inputs.data(),
+                                  rows_.targets.data(), o_, pos);
+    else
+      result_ = ko::trainStep(*m_->model_, m_->grads_.data(), m_->m_, m_->v_, rows_.inputs.data(),
+                              rows_.targets.data(), o_, pos);
+  }
+  Napi::Value finish(Napi::Env env) override { return stepResult(env, result_.loss, result_.gradNorm, result_.tokens); }
+
+ private:
+  ModelWrap* m_;
+  TokenRows rows_;
+  ko::TrainStepOptions o_;
+  ko::TrainStepResult result_;
+};
+
+// Row log-probabilities (sum of log p(target) over non-ignored targets) of rows of T tokens, in FP32 on the
+// CPU model: DPO's reference values and its evaluation.
+class LogpsWorker : public PromiseWorker {
+ public:
+  LogpsWorker(Napi::Env env, ModelWrap* m, TokenRows rows, int T)
+      : PromiseWorker(env, m, &m->busy_), m_(m), rows_(std::move(rows)), T_(T) {}
+
+ protected:
+  void work() override {
+    const std::vector<float> amaxSaved = m_->model_->fp8State().amaxCur;
+    const int rows = int(rows_.inputs.size() / size_t(T_));
+    out_.assign(rows, 0.0);
+    constexpr int kChunk = 8;  // rows per forward: bounds the activation memory
+    for (int r0 = 0; r0 < rows; r0 += kChunk) {
+      const int n = std::min(kChunk, rows - r0);
+      int64_t cnt = 0;
+      m_->model_->forward(&rows_.inputs[size_t(r0) * T_], &rows_.targets[size_t(r0) * T_], n, T_, &cnt);
+      ko::rowLogps(*m_->model_, n, T_, &out_[r0]);
+    }
+    m_->model_->fp8State().amaxCur = amaxSaved;
+  }
+  Napi::Value finish(Napi::Env env) override {
+    auto a = Napi::Float64Array::New(env, out_.size());
+    std::copy(out_.begin(), out_.end(), a.Data());
+    return a;
+  }
+
+ private:
+  ModelWrap* m_;
+  TokenRows rows_;
+  int T_;
+  std::vector<double> out_;
+};
+
+class DpoStepWorker : public PromiseWorker {
+ public:
+  DpoStepWorker(Napi::Env env, ModelWrap* m, TokenRows rows, std::vector<double> ref, ko::TrainStepOptions o,
+                ko::DpoOptions d)
+      : PromiseWorker(env, m, &m->busy_), m_(m), rows_(std::move(rows)), ref_(std::move(ref)), o_(o), d_(d) {}
+
+ protected:
+  void work() override {
+    r_ = ko::dpoTrainStep(*m_->model_, m_->grads_.data(), m_->m_, m_->v_, rows_.inputs.data(), rows_.targets.data(),
+                          ref_.data(), o_, d_);
+  }
+  Napi::Value finish(Napi::Env env) override {
+    auto r = stepResult(env, r_.loss, r_.gradNorm, r_.tokens);
+    r.Set("chosenLogp", r_.chosenLogp);
+    r.Set("rejectedLogp", r_.rejectedLogp);
+    r.Set("chosenReward", r_.chosenReward);
+    r.Set("rejectedReward", r_.rejectedReward);
+    r.Set("margin", r_.margin);
+    r.Set("accuracy", r_.accuracy);
+    return r;
+  }
+
+ private:
+  ModelWrap* m_;
+  TokenRows rows_;
+  std::vector<double> ref_;
+  ko::TrainStepOptions o_;
+  ko::DpoOptions d_;
+  ko::DpoStepResult r_;
+};
+
+class DistillStepWorker : public PromiseWorker {
+ public:
+  DistillStepWorker(Napi::Env env, ModelWrap* m, ModelWrap* teacher, TokenRows rows, std::vector<uint32_t> topIds,
+                    std::vector<float> topLogits, int k, ko::TrainStepOptions o, ko::DistillOptions d)
+      : PromiseWorker(env, m, &m->busy_), m_(m), teacher_(teacher), rows_(std::move(rows)),
+        topIds_(std::move(topIds)), topLogits_(std::move(topLogits)), k_(k), o_(o), d_(d) {
+    if (teacher_) teacherRef_ = Napi::Persistent(teacher_->Value());
+  }
+
+ protected:
+  void work() override {
+    r_ = ko::distillTrainStep(*m_->model_, teacher_ ? teacher_->model_.get() : nullptr, m_->grads_.data(), m_->m_,
+                              m_->v_, rows_.inputs.data(), rows_.targets.data(),
+                              rows_.positions.empty() ? nullptr : rows_.positions.data(), topIds_.data(),
+                              topLogits_.data(), k_, o_, d_);
+  }
+  Napi::Value finish(Napi::Env env) override {
+    if (teacher_) teacher_->busy_ = false;
+    auto r = stepResult(env, r_.loss, r_.gradNorm, r_.tokens);
+    r.Set("kl", r_.kl);
+    r.Set("ce", r_.ce);
+    return r;
+  }
+  void OnError(const Napi::Error& e) override {
+    if (teacher_) teacher_->busy_ = false;
+    PromiseWorker::OnError(e);
+  }
+
+ private:
+  ModelWrap* m_;
+  ModelWrap* teacher_;
+  Napi::ObjectReference teacherRef_;
+  TokenRows rows_;
+  std::vector<uint32_t> topIds_;
+  std::vector<float> topLogits_;
+  int k_;
+  ko::TrainStepOptions o_;
+  ko::DistillOptions d_;
+  ko::DistillStepResult r_;
+};
+
+class DistillEvalWorker : public PromiseWorker {
+ public:
+  DistillEvalWorker(Napi::Env env, ModelWrap* m, ModelWrap* teacher, TokenRows rows, int T, float tau)
+      : PromiseWorker(env, m, &m->busy_), m_(m), teacher_(teacher), rows_(std::move(rows)), T_(T), tau_(tau) {
+    teacherRef_ = Napi::Persistent(teacher_->Value());
+  }
+
+ protected:
+  void work() override {
+    const std::vector<float> amaxSaved = m_->model_->fp8State().amaxCur;
+    ko::distillEval(*m_->model_, *teacher_->model_, rows_.inputs.data(), rows_.targets.data(),
+                    int(rows_.inputs.size() / size_t(T_)), T_, tau_, &kl_, &ce_, &count_);
+    m_->model_->fp8State().amaxCur = amaxSaved;
+  }
+  Napi::Value finish(Napi::Env env) override {
+    teacher_->busy_ = false;
+    auto r = Napi::Object::New(env);
+    r.Set("kl", kl_);
+    r.Set("ce", ce_);
+    r.Set("count", double(count_));
+    return r;
+  }
+  void OnError(const Napi::Error& e) override {
+    teacher_->busy_ = false;
+    PromiseWorker::OnError(e);
+  }
+
+ private:
+  ModelWrap* m_;
+  ModelWrap* teacher_;
+  Napi::ObjectReference teacherRef_;
+  TokenRows rows_;
+  int T_;
+  float tau_;
+  double kl_ = 0, ce_ = 0;
+  int64_t count_ = 0;
+};
+
+// The teacher's top-k logits for rows of T tokens (for distillation from shards).
+class TopkWorker : public PromiseWorker {
+ public:
+  TopkWorker(Napi::Env env, ModelWrap* m, TokenRows rows, int T, int k)
+      : PromiseWorker(env, m, &m->busy_), m_(m), rows_(std::move(rows)), T_(T), k_(k) {}
+
+ protected:
+  void work() override {
+    const std::vector<float> amaxSaved = m_->model_->fp8State().amaxCur;
+    const int rows = int(rows_.inputs.size() / size_t(T_)), V = m_->model_->config().vocabSize;
+    ids_.resize(rows_.inputs.size() * size_t(k_));
+    vals_.resize(ids_.size());
+    for (int r = 0; r < rows; r++) {
+      const size_t off = size_t(r) * T_;
+      int64_t cnt = 0;
+      m_->model_->forward(&rows_.inputs[off], &rows_.targets[off], 1, T_, &cnt,
+                          rows_.positions.empty() ? nullptr : &rows_.positions[off]);
+      ko::topkOfLogits(m_->model_->logits(), size_t(T_), V, k_, &ids_[off * k_], &vals_[off * k_]);
+    }
+    m_->model_->fp8State().amaxCur = amaxSaved;
+  }
+  Napi::Value finish(Napi::Env env) override {
+    auto r = Napi::Object::New(env);
+    auto ids = Napi::Uint32Array::New(env, ids_.size());
+    auto vals = Napi::Float32Array::New(env, vals_.size());
+    std::copy(ids_.begin(), ids_.end(), ids.Data());
+    std::copy(vals_.begin(), vals_.end(), vals.Data());
+    r.Set("ids", ids);
+    r.Set("logits", vals);
+    return r;
+  }
+
+ private:
+  ModelWrap* m_;
+  TokenRows rows_;
+  int T_, k_;
+  std::vector<uint32_t> ids_;
+  std::vector<float> vals_;
+};
+
+// trainStepTokens({inputs: Uint32Array, targets: Int32Array, positions?: Int32Array, ...step options})
+//   → Promise<{loss, gradNorm, tokens}>. Rows are accum · batchSize · seqLen; with attachLora() only the adapters train.
+Napi::Value ModelWrap::TrainStepTokens(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  checkIdle(env);
+  if (!m_ && !lora_) throw Napi::Error::New(env, "trainStepTokens before attachOptimizer");
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "trainStepTokens expects an options object");
+  auto o = info[0].As<Napi::Object>();
+  ko::TrainStepOptions opt = parseTrainStepOptions(env, o, "trainStepTokens");
+  const int64_t n = int64_t(opt.batchSize) * opt.accum * opt.seqLen;
+  TokenRows rows = readRows(env, o, n, model_->config().vocabSize, "trainStepTokens");
+  if (lora_ && onGpu()) throw Napi::Error::New(env, "LoRA trains on the CPU in this version");
+  if (grads_.size() != model_->numParams()) grads_.assign(model_->numParams(), 0.f);  // LoRA needs no attachOptimizer
+  busy_ = true;
+  auto* w = new TokensStepWorker(env, this, std::move(rows), opt);
+  auto p = w->promise();
+  w->Queue();
+  return p;
+}
+
+// sequenceLogps({inputs, targets, seqLen}) → Promise<Float64Array> (one value per row).
+Napi::Value ModelWrap::SequenceLogps(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  checkIdle(env);
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "sequenceLogps expects an options object");
+  auto o = info[0].As<Napi::Object>();
+  const int T = intField(env, o, "seqLen", "sequenceLogps");
+  if (T <= 0) throw Napi::RangeError::New(env, "sequenceLogps.seqLen must be positive");
+  size_t n = 0;
+  typedArrayData<uint32_t>(env, o.Get("inputs"), "sequenceLogps.inputs", -1, &n);
+  if (n == 0 || n % size_t(T) != 0)
+    throw Napi::RangeError::New(env, "sequenceLogps.inputs has " + std::to_string(n) + " tokens, not a positive multiple of seqLen " + std::to_string(T));
+  TokenRows rows = readRows(env, o, int64_t(n), model_->config().vocabSize, "sequenceLogps");
+  rows.positions.clear();
+  busy_ = true;
+  auto* w = new LogpsWorker(env, this, std::move(rows), T);
+  auto p = w->promise();
+  w->Queue();
+  return p;
+}
+
+// dpoStep({inputs, targets, refLogps: Float64Array, beta, labelSmoothing, ...step options}) with batchSize
+// counting pairs (rows are 2 · batchSize · accum, chosen/rejected interleaved) → Promise<{loss, gradNorm,
+// tokens, chosenLogp, rejectedLogp, chosenReward, rejectedReward, margin, accuracy}>.
+Napi::Value ModelWrap::DpoStep(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  checkIdle(env);
+  if (!m_) throw Napi::Error::New(env, "dpoStep before attachOptimizer");
+  if (onGpu()) throw Napi::Error::New(env, "DPO trains on the CPU in this version");
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "dpoStep expects an options object");
+  auto o = info[0].As<Napi::Object>();
+  ko::TrainStepOptions opt = parseTrainStepOptions(env, o, "dpoStep");
+  const int64_t rowsN = 2 * int64_t(opt.batchSize) * opt.accum;
+  TokenRows rows = readRows(env, o, rowsN * opt.seqLen, model_->config().vocabSize, "dpoStep");
+  if (!rows.positions.empty()) throw Napi::TypeError::New(env, "dpoStep takes unpacked rows (no positions)");
+  const double* ref = typedArrayData<double>(env, o.Get("refLogps"), "dpoStep.refLogps", rowsN);
+  ko::DpoOptions d;
+  d.beta = numberField(env, o, "beta", "dpoStep");
+  d.labelSmoothing = numberFieldOr(env, o, "labelSmoothing", 0.0, "dpoStep");
+  busy_ = true;
+  auto* w = new DpoStepWorker(env, this, std::move(rows), std::vector<double>(ref, ref + rowsN), opt, d);
+  auto p = w->promise();
+  w->Queue();
+  return p;
+}
+
+// distillStep({inputs, targets, positions?, teacher?: Model, topIds?: Uint32Array, topLogits?: Float32Array,
+//              k?, alpha, temperature, ...step options}) → Promise<{loss, gradNorm, tokens, kl, ce}>.
+Napi::Value ModelWrap::DistillStep(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  checkIdle(env);
+  if (!m_) throw Napi::Error::New(env, "distillStep before attachOptimizer");
+  if (onGpu()) throw Napi::Error::New(env, "distillation trains on the CPU in this version");
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "distillStep expects an options object");
+  auto o = info[0].As<Napi::Object>();
+  ko::TrainStepOptions opt = parseTrainStepOptions(env, o, "distillStep");
+  const int64_t n = int64_t(opt.batchSize) * opt.accum * opt.seqLen;
+  const int V = model_->config().vocabSize;
+  TokenRows rows = readRows(env, o, n, V, "distillStep");
+  ko::DistillOptions d;
+  d.alpha = float(numberField(env, o, "alpha", "distillStep"));
+  d.temperature = float(numberField(env, o, "temperature", "distillStep"));
+  ModelWrap* teacher = nullptr;
+  std::vector<uint32_t> ids;
+  std::vector<float> vals;
+  int k = 0;
+  Napi::Value tv = o.Get("teacher");
+  if (tv.IsObject()) {
+    teacher = Napi::ObjectWrap<ModelWrap>::Unwrap(tv.As<Napi::Object>());
+    if (teacher == this) throw Napi::Error::New(env, "distillStep: the teacher must be another Model");
+    teacher->checkIdle(env);
+    if (teacher->model_->config().vocabSize != V)
+      throw Napi::RangeError::New(env, "distillStep: the teacher's vocabulary (" + std::to_string(teacher->model_->config().vocabSize) +
+                                           ") differs from the student's (" + std::to_string(V) + ")");
+  } else {
+    k = intField(env, o, "k", "distillStep");
+    if (k <= 0 || k > V) throw Napi::RangeError::New(env, "distillStep.k must be in [1, vocab_size]");
+    const uint32_t* ip = typedArrayData<uint32_t>(env, o.Get("topIds"), "distillStep.topIds", n * k);
+    const float* vp = typedArrayData<float>(env, o.Get("topLogits"), "distillStep.topLogits", n * k);
+    ids.assign(ip, ip + n * k);
+    vals.assign(vp, vp + n * k);
+  }
+  busy_ = true;
+  if (teacher) teacher->busy_ = true;
+  auto* w = new DistillStepWorker(env, this, teacher, std::move(rows), std::move(ids), std::move(vals), k, opt, d);
+  auto p = w->promise();
+  w->Queue();
+  return p;
+}
+
+// distillEval({inputs, targets, seqLen, teacher: Model, temperature}) → Promise<{kl, ce, count}> (sums; CPU).
+Napi::Value ModelWrap::DistillEval(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  checkIdle(env);
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "distillEval expects an options object");
+  auto o = info[0].As<Napi::Object>();
+  const int T = intField(env, o, "seqLen", "distillEval");
+  if (T <= 0) throw Napi::RangeError::New(env, "distillEval.seqLen must be positive");
+  size_t n = 0;
+  typedArrayData<uint32_t>(env, o.Get("inputs"), "distillEval.inputs", -1, &n);
+  if (n == 0 || n % size_t(T) != 0)
+    throw Napi::RangeError::New(env, "distillEval.inputs has " + std::to_string(n) + " tokens, not a positive multiple of seqLen");
+  const int V = model_->config().vocabSize;
+  TokenRows rows = readRows(env, o, int64_t(n), V, "distillEval");
+  Napi::Value tv = o.Get("teacher");
+  if (!tv.IsObject()) throw Napi::TypeError::New(env, "distillEval.teacher must be a Model");
+  ModelWrap* teacher = Napi::ObjectWrap<ModelWrap>::Unwrap(tv.As<Napi::Object>());
+  if (teacher == this) throw Napi::Error::New(env, "distillEval: the teacher must be another Model");
+  teacher->checkIdle(env);
+  if (teacher->model_->config().vocabSize != V)
+    throw Napi::RangeError::New(env, "distillEval: the teacher's vocabulary differs from the student's");
+  const float tau = float(numberFieldOr(env, o, "temperature", 1.0, "distillEval"));
+  if (!(tau > 0)) throw Napi::RangeError::New(env, "distillEval.temperature must be > 0");
+  busy_ = true;
+  teacher->busy_ = true;
+  auto* w = new DistillEvalWorker(env, this, teacher, std::move(rows), T, tau);
+  auto p = w->promise();
+  w->Queue();
+  return p;
+}
+
+// topkLogits({inputs, positions?, seqLen, k}) → Promise<{ids: Uint32Array, logits: Float32Array}> ([rows·T, k]).
+Napi::Value ModelWrap::TopkLogits(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  checkIdle(env);
+  if (!info[0].IsObject()) throw Napi::TypeError::New(env, "topkLogits expects an options object");
+  auto o = info[0].As<Napi::Object>();
+  const int T = intField(env, o, "seqLen", "topkLogits"), k = intField(env, o, "k", "topkLogits");
+  const int V = model_->config().vocabSize;
+  if (T <= 0 || k <= 0 || k > V) throw Napi::RangeError::New(env, "topkLogits needs seqLen > 0 and 1 <= k <= vocab_size");
+  size_t n = 0;
+  const uint32_t* in = typedArrayData<uint32_t>(env, o.Get("inputs"), "topkLogits.inputs", -1, &n);
+  if (n == 0 || n % size_t(T) != 0)
+    throw Napi::RangeError::New(env, "topkLogits.inputs has " + std::to_string(n) + " tokens, not a positive multiple of seqLen");
+  TokenRows rows;
+  for (size_t i = 0; i < n; i++)
+    if (in[i] >= uint32_t(V)) throw Napi::RangeError::New(env, "topkLogits.inputs[" + std::to_string(i) + "] is outside the vocabulary");
+  rows.inputs.assign(in, in + n);
+  rows.targets.assign(n, -1);
+  Napi::Value pv = o.Get("positions");
+  if (!pv.IsUndefined() && !pv.IsNull()) {
+    const int32_t* p = typedArrayData<int32_t>(env, pv, "topkLogits.positions", int64_t(n));
+    rows.positions.assign(p, p + n);
+  }
+  busy_ = true;
+  auto* w = new TopkWorker(env, this, std::move(rows), T, k);
+  auto p = w->promise();
+  w->Queue();
+  return p;
+}
+
+}  // namespace kob
