@@ -18,10 +18,19 @@ struct TokenRows {
   std::vector<int32_t> targets, positions;
 };
 
-TokenRows readRows(const Napi::Env& env, const Napi::Object& o, int64_t n, int vocab, const std::string& w) {
+// targetsOptional: a call that only reads logits (top-k) may leave `targets` out (all ignored).
+TokenRows readRows(const Napi::Env& env, const Napi::Object& o, int64_t n, int vocab, const std::string& w,
+                   bool targetsOptional = false) {
   TokenRows r;
   const uint32_t* in = typedArrayData<uint32_t>(env, o.Get("inputs"), w + ".inputs", n);
-  const int32_t* tg = typedArrayData<int32_t>(env, o.Get("targets"), w + ".targets", n);
+  std::vector<int32_t> none;
+  const int32_t* tg;
+  if (targetsOptional && o.Get("targets").IsUndefined()) {
+    none.assign(size_t(n), -1);
+    tg = none.data();
+  } else {
+    tg = typedArrayData<int32_t>(env, o.Get("targets"), w + ".targets", n);
+  }
   for (int64_t i = 0; i < n; i++) {
     if (in[i] >= uint32_t(vocab))
       throw Napi::RangeError::New(env, w + ".inputs[" + std::to_string(i) + "] = " + std::to_string(in[i]) +
@@ -38,6 +47,25 @@ TokenRows readRows(const Napi::Env& env, const Napi::Object& o, int64_t n, int v
     r.positions.assign(p, p + n);  // shape rules are checked by Model::forward (an InputError)
   }
   return r;
+}
+
+// seqLen of a call taking whole rows, and the number of tokens in its `inputs` (a positive multiple of it).
+int64_t rowTokens(const Napi::Env& env, const Napi::Object& o, const std::string& w, int* T) {
+  *T = intField(env, o, "seqLen", w);
+  if (*T <= 0) throw Napi::RangeError::New(env, w + ".seqLen must be positive");
+  size_t n = 0;
+  typedArrayData<uint32_t>(env, o.Get("inputs"), w + ".inputs", -1, &n);
+  if (n == 0 || n % size_t(*T) != 0)
+    throw Napi::RangeError::New(env, w + ".inputs has " + std::to_string(n) + " tokens, not a positive multiple of seqLen " +
+                                         std::to_string(*T));
+  return int64_t(n);
+}
+
+template <typename Worker>
+Napi::Value queued(Worker* w) {
+  auto p = w->promise();
+  w->Queue();
+  return p;
 }
 
 Napi::Object stepResult(Napi::Env env, double loss, double gradNorm, int64_t tokens) {
@@ -279,10 +307,7 @@ Napi::Value ModelWrap::TrainStepTokens(const Napi::CallbackInfo& info) {
   if (lora_ && onGpu()) throw Napi::Error::New(env, "LoRA trains on the CPU in this version");
   if (grads_.size() != model_->numParams()) grads_.assign(model_->numParams(), 0.f);  // LoRA needs no attachOptimizer
   busy_ = true;
-  auto* w = new TokensStepWorker(env, this, std::move(rows), opt);
-  auto p = w->promise();
-  w->Queue();
-  return p;
+  return queued(new TokensStepWorker(env, this, std::move(rows), opt));
 }
 
 // sequenceLogps({inputs, targets, seqLen}) → Promise<Float64Array> (one value per row).
@@ -291,19 +316,12 @@ Napi::Value ModelWrap::SequenceLogps(const Napi::CallbackInfo& info) {
   checkIdle(env);
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "sequenceLogps expects an options object");
   auto o = info[0].As<Napi::Object>();
-  const int T = intField(env, o, "seqLen", "sequenceLogps");
-  if (T <= 0) throw Napi::RangeError::New(env, "sequenceLogps.seqLen must be positive");
-  size_t n = 0;
-  typedArrayData<uint32_t>(env, o.Get("inputs"), "sequenceLogps.inputs", -1, &n);
-  if (n == 0 || n % size_t(T) != 0)
-    throw Napi::RangeError::New(env, "sequenceLogps.inputs has " + std::to_string(n) + " tokens, not a positive multiple of seqLen " + std::to_string(T));
-  TokenRows rows = readRows(env, o, int64_t(n), model_->config().vocabSize, "sequenceLogps");
+  int T = 0;
+  const int64_t n = rowTokens(env, o, "sequenceLogps", &T);
+  TokenRows rows = readRows(env, o, n, model_->config().vocabSize, "sequenceLogps");
   rows.positions.clear();
   busy_ = true;
-  auto* w = new LogpsWorker(env, this, std::move(rows), T);
-  auto p = w->promise();
-  w->Queue();
-  return p;
+  return queued(new LogpsWorker(env, this, std::move(rows), T));
 }
 
 // dpoStep({inputs, targets, refLogps: Float64Array, beta, labelSmoothing, ...step options}) with batchSize
@@ -325,10 +343,7 @@ Napi::Value ModelWrap::DpoStep(const Napi::CallbackInfo& info) {
   d.beta = numberField(env, o, "beta", "dpoStep");
   d.labelSmoothing = numberFieldOr(env, o, "labelSmoothing", 0.0, "dpoStep");
   busy_ = true;
-  auto* w = new DpoStepWorker(env, this, std::move(rows), std::vector<double>(ref, ref + rowsN), opt, d);
-  auto p = w->promise();
-  w->Queue();
-  return p;
+  return queued(new DpoStepWorker(env, this, std::move(rows), std::vector<double>(ref, ref + rowsN), opt, d));
 }
 
 // distillStep({inputs, targets, positions?, teacher?: Model, topIds?: Uint32Array, topLogits?: Float32Array,
@@ -369,10 +384,7 @@ Napi::Value ModelWrap::DistillStep(const Napi::CallbackInfo& info) {
   }
   busy_ = true;
   if (teacher) teacher->busy_ = true;
-  auto* w = new DistillStepWorker(env, this, teacher, std::move(rows), std::move(ids), std::move(vals), k, opt, d);
-  auto p = w->promise();
-  w->Queue();
-  return p;
+  return queued(new DistillStepWorker(env, this, teacher, std::move(rows), std::move(ids), std::move(vals), k, opt, d));
 }
 
 // distillEval({inputs, targets, seqLen, teacher: Model, temperature}) → Promise<{kl, ce, count}> (sums; CPU).
@@ -381,14 +393,10 @@ Napi::Value ModelWrap::DistillEval(const Napi::CallbackInfo& info) {
   checkIdle(env);
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "distillEval expects an options object");
   auto o = info[0].As<Napi::Object>();
-  const int T = intField(env, o, "seqLen", "distillEval");
-  if (T <= 0) throw Napi::RangeError::New(env, "distillEval.seqLen must be positive");
-  size_t n = 0;
-  typedArrayData<uint32_t>(env, o.Get("inputs"), "distillEval.inputs", -1, &n);
-  if (n == 0 || n % size_t(T) != 0)
-    throw Napi::RangeError::New(env, "distillEval.inputs has " + std::to_string(n) + " tokens, not a positive multiple of seqLen");
+  int T = 0;
+  const int64_t n = rowTokens(env, o, "distillEval", &T);
   const int V = model_->config().vocabSize;
-  TokenRows rows = readRows(env, o, int64_t(n), V, "distillEval");
+  TokenRows rows = readRows(env, o, n, V, "distillEval");
   Napi::Value tv = o.Get("teacher");
   if (!tv.IsObject()) throw Napi::TypeError::New(env, "distillEval.teacher must be a Model");
   ModelWrap* teacher = Napi::ObjectWrap<ModelWrap>::Unwrap(tv.As<Napi::Object>());
@@ -400,10 +408,7 @@ Napi::Value ModelWrap::DistillEval(const Napi::CallbackInfo& info) {
   if (!(tau > 0)) throw Napi::RangeError::New(env, "distillEval.temperature must be > 0");
   busy_ = true;
   teacher->busy_ = true;
-  auto* w = new DistillEvalWorker(env, this, teacher, std::move(rows), T, tau);
-  auto p = w->promise();
-  w->Queue();
-  return p;
+  return queued(new DistillEvalWorker(env, this, teacher, std::move(rows), T, tau));
 }
 
 // topkLogits({inputs, positions?, seqLen, k}) → Promise<{ids: Uint32Array, logits: Float32Array}> ([rows·T, k]).
@@ -412,28 +417,13 @@ Napi::Value ModelWrap::TopkLogits(const Napi::CallbackInfo& info) {
   checkIdle(env);
   if (!info[0].IsObject()) throw Napi::TypeError::New(env, "topkLogits expects an options object");
   auto o = info[0].As<Napi::Object>();
-  const int T = intField(env, o, "seqLen", "topkLogits"), k = intField(env, o, "k", "topkLogits");
-  const int V = model_->config().vocabSize;
-  if (T <= 0 || k <= 0 || k > V) throw Napi::RangeError::New(env, "topkLogits needs seqLen > 0 and 1 <= k <= vocab_size");
-  size_t n = 0;
-  const uint32_t* in = typedArrayData<uint32_t>(env, o.Get("inputs"), "topkLogits.inputs", -1, &n);
-  if (n == 0 || n % size_t(T) != 0)
-    throw Napi::RangeError::New(env, "topkLogits.inputs has " + std::to_string(n) + " tokens, not a positive multiple of seqLen");
-  TokenRows rows;
-  for (size_t i = 0; i < n; i++)
-    if (in[i] >= uint32_t(V)) throw Napi::RangeError::New(env, "topkLogits.inputs[" + std::to_string(i) + "] is outside the vocabulary");
-  rows.inputs.assign(in, in + n);
-  rows.targets.assign(n, -1);
-  Napi::Value pv = o.Get("positions");
-  if (!pv.IsUndefined() && !pv.IsNull()) {
-    const int32_t* p = typedArrayData<int32_t>(env, pv, "topkLogits.positions", int64_t(n));
-    rows.positions.assign(p, p + n);
-  }
+  int T = 0;
+  const int64_t n = rowTokens(env, o, "topkLogits", &T);
+  const int k = intField(env, o, "k", "topkLogits");
+  if (k <= 0 || k > model_->config().vocabSize) throw Napi::RangeError::New(env, "topkLogits.k must be in [1, vocab_size]");
+  TokenRows rows = readRows(env, o, n, model_->config().vocabSize, "topkLogits", true);
   busy_ = true;
-  auto* w = new TopkWorker(env, this, std::move(rows), T, k);
-  auto p = w->promise();
-  w->Queue();
-  return p;
+  return queued(new TopkWorker(env, this, std::move(rows), T, k));
 }
 
 }  // namespace kob
