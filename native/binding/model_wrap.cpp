@@ -104,8 +104,7 @@ class EvalWorker : public PromiseWorker {
   // Each sequence is scored on its own; one longer than maxLen predictions is cut into consecutive chunks
   // (the context restarts at each chunk).
   void work() override {
-    // Evaluation must not feed the FP8 delayed-scaling amaxes of the next training step.
-    const std::vector<float> amaxSaved = m_->model_->fp8State().amaxCur;
+    Fp8AmaxGuard amax(*m_->model_);
     for (size_t s = 0; s + 1 < offsets_.size(); s++) {
       const size_t begin = offsets_[s], end = offsets_[s + 1];
       for (size_t c = begin; c + 1 < end; c += size_t(maxLen_)) {
@@ -124,7 +123,6 @@ class EvalWorker : public PromiseWorker {
         count_ += cnt;
       }
     }
-    m_->model_->fp8State().amaxCur = amaxSaved;
   }
   Napi::Value finish(Napi::Env env) override {
     auto r = Napi::Object::New(env);
@@ -153,7 +151,7 @@ class ContinuationWorker : public PromiseWorker {
 
  protected:
   void work() override {
-    const std::vector<float> amaxSaved = m_->model_->fp8State().amaxCur;
+    Fp8AmaxGuard amax(*m_->model_);
     const size_t R = contLen_.size();
     logLik_.assign(R, 0.0);
     greedy_.assign(R, 1);
@@ -174,7 +172,6 @@ class ContinuationWorker : public PromiseWorker {
         if (best != targets[t]) greedy_[r] = 0;
       }
     }
-    m_->model_->fp8State().amaxCur = amaxSaved;
   }
   Napi::Value finish(Napi::Env env) override {
     auto r = Napi::Object::New(env);

@@ -35,6 +35,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   friend class DistillStepWorker;
   friend class TopkWorker;
   friend class DistillEvalWorker;
+  friend class TeacherLease;
   Napi::Value AttachOptimizer(const Napi::CallbackInfo& info);
   Napi::Value AttachData(const Napi::CallbackInfo& info);
   Napi::Value TrainStep(const Napi::CallbackInfo& info);
@@ -60,6 +61,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // LoRA (lora_binding.cpp): attachLora() makes trainStepTokens train the adapters only.
   Napi::Value AttachLora(const Napi::CallbackInfo& info);
   void checkIdle(const Napi::Env& env);
+  ModelWrap* teacherArg(const Napi::Env& env, const Napi::Value& v, const std::string& w);
 
   std::unique_ptr<ko::Model> model_;
 #ifdef KO_CUDA

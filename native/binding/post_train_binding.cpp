@@ -118,7 +118,7 @@ class LogpsWorker : public PromiseWorker {
 
  protected:
   void work() override {
-    const std::vector<float> amaxSaved = m_->model_->fp8State().amaxCur;
+    Fp8AmaxGuard amax(*m_->model_);
     const int rows = int(rows_.inputs.size() / size_t(T_));
     out_.assign(rows, 0.0);
     constexpr int kChunk = 8;  // rows per forward: bounds the activation memory
@@ -128,7 +128,6 @@ class LogpsWorker : public PromiseWorker {
       m_->model_->forward(&rows_.inputs[size_t(r0) * T_], &rows_.targets[size_t(r0) * T_], n, T_, &cnt);
       ko::rowLogps(*m_->model_, n, T_, &out_[r0]);
     }
-    m_->model_->fp8State().amaxCur = amaxSaved;
   }
   Napi::Value finish(Napi::Env env) override {
     auto a = Napi::Float64Array::New(env, out_.size());
@@ -179,33 +178,25 @@ class DistillStepWorker : public PromiseWorker {
   DistillStepWorker(Napi::Env env, ModelWrap* m, ModelWrap* teacher, TokenRows rows, std::vector<uint32_t> topIds,
                     std::vector<float> topLogits, int k, ko::TrainStepOptions o, ko::DistillOptions d)
       : PromiseWorker(env, m, &m->busy_), m_(m), teacher_(teacher), rows_(std::move(rows)),
-        topIds_(std::move(topIds)), topLogits_(std::move(topLogits)), k_(k), o_(o), d_(d) {
-    if (teacher_) teacherRef_ = Napi::Persistent(teacher_->Value());
-  }
+        topIds_(std::move(topIds)), topLogits_(std::move(topLogits)), k_(k), o_(o), d_(d) {}
 
  protected:
   void work() override {
-    r_ = ko::distillTrainStep(*m_->model_, teacher_ ? teacher_->model_.get() : nullptr, m_->grads_.data(), m_->m_,
+    r_ = ko::distillTrainStep(*m_->model_, teacher_.get() ? teacher_.get()->model_.get() : nullptr, m_->grads_.data(), m_->m_,
                               m_->v_, rows_.inputs.data(), rows_.targets.data(),
                               rows_.positions.empty() ? nullptr : rows_.positions.data(), topIds_.data(),
                               topLogits_.data(), k_, o_, d_);
   }
   Napi::Value finish(Napi::Env env) override {
-    if (teacher_) teacher_->busy_ = false;
     auto r = stepResult(env, r_.loss, r_.gradNorm, r_.tokens);
     r.Set("kl", r_.kl);
     r.Set("ce", r_.ce);
     return r;
   }
-  void OnError(const Napi::Error& e) override {
-    if (teacher_) teacher_->busy_ = false;
-    PromiseWorker::OnError(e);
-  }
 
  private:
   ModelWrap* m_;
-  ModelWrap* teacher_;
-  Napi::ObjectReference teacherRef_;
+  TeacherLease teacher_;  // none with precomputed top-k logits
   TokenRows rows_;
   std::vector<uint32_t> topIds_;
   std::vector<float> topLogits_;
@@ -218,34 +209,25 @@ class DistillStepWorker : public PromiseWorker {
 class DistillEvalWorker : public PromiseWorker {
  public:
   DistillEvalWorker(Napi::Env env, ModelWrap* m, ModelWrap* teacher, TokenRows rows, int T, float tau)
-      : PromiseWorker(env, m, &m->busy_), m_(m), teacher_(teacher), rows_(std::move(rows)), T_(T), tau_(tau) {
-    teacherRef_ = Napi::Persistent(teacher_->Value());
-  }
+      : PromiseWorker(env, m, &m->busy_), m_(m), teacher_(teacher), rows_(std::move(rows)), T_(T), tau_(tau) {}
 
  protected:
   void work() override {
-    const std::vector<float> amaxSaved = m_->model_->fp8State().amaxCur;
-    ko::distillEval(*m_->model_, *teacher_->model_, rows_.inputs.data(), rows_.targets.data(),
+    Fp8AmaxGuard amax(*m_->model_);
+    ko::distillEval(*m_->model_, *teacher_.get()->model_, rows_.inputs.data(), rows_.targets.data(),
                     int(rows_.inputs.size() / size_t(T_)), T_, tau_, &kl_, &ce_, &count_);
-    m_->model_->fp8State().amaxCur = amaxSaved;
   }
   Napi::Value finish(Napi::Env env) override {
-    teacher_->busy_ = false;
     auto r = Napi::Object::New(env);
     r.Set("kl", kl_);
     r.Set("ce", ce_);
     r.Set("count", double(count_));
     return r;
   }
-  void OnError(const Napi::Error& e) override {
-    teacher_->busy_ = false;
-    PromiseWorker::OnError(e);
-  }
 
  private:
   ModelWrap* m_;
-  ModelWrap* teacher_;
-  Napi::ObjectReference teacherRef_;
+  TeacherLease teacher_;
   TokenRows rows_;
   int T_;
   float tau_;
@@ -261,7 +243,7 @@ class TopkWorker : public PromiseWorker {
 
  protected:
   void work() override {
-    const std::vector<float> amaxSaved = m_->model_->fp8State().amaxCur;
+    Fp8AmaxGuard amax(*m_->model_);
     const int rows = int(rows_.inputs.size() / size_t(T_)), V = m_->model_->config().vocabSize;
     ids_.resize(rows_.inputs.size() * size_t(k_));
     vals_.resize(ids_.size());
@@ -272,7 +254,6 @@ class TopkWorker : public PromiseWorker {
                           rows_.positions.empty() ? nullptr : &rows_.positions[off]);
       ko::topkOfLogits(m_->model_->logits(), size_t(T_), V, k_, &ids_[off * k_], &vals_[off * k_]);
     }
-    m_->model_->fp8State().amaxCur = amaxSaved;
   }
   Napi::Value finish(Napi::Env env) override {
     auto r = Napi::Object::New(env);
@@ -346,6 +327,20 @@ Napi::Value ModelWrap::DpoStep(const Napi::CallbackInfo& info) {
   return queued(new DpoStepWorker(env, this, std::move(rows), std::vector<double>(ref, ref + rowsN), opt, d));
 }
 
+// The `teacher` argument of the distillation calls: another, idle Model with the student's vocabulary.
+ModelWrap* ModelWrap::teacherArg(const Napi::Env& env, const Napi::Value& v, const std::string& w) {
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(Napi::ObjectWrap<ModelWrap>::Value().Get("constructor").As<Napi::Function>()))
+    throw Napi::TypeError::New(env, w + ".teacher must be a Model");
+  ModelWrap* t = Napi::ObjectWrap<ModelWrap>::Unwrap(v.As<Napi::Object>());
+  if (t == this) throw Napi::Error::New(env, w + ": the teacher must be another Model");
+  t->checkIdle(env);
+  const int V = model_->config().vocabSize, tv = t->model_->config().vocabSize;
+  if (tv != V)
+    throw Napi::RangeError::New(env, w + ": the teacher's vocabulary (" + std::to_string(tv) + ") differs from the student's (" +
+                                         std::to_string(V) + ")");
+  return t;
+}
+
 // distillStep({inputs, targets, positions?, teacher?: Model, topIds?: Uint32Array, topLogits?: Float32Array,
 //              k?, alpha, temperature, ...step options}) → Promise<{loss, gradNorm, tokens, kl, ce}>.
 Napi::Value ModelWrap::DistillStep(const Napi::CallbackInfo& info) {
@@ -366,14 +361,8 @@ Napi::Value ModelWrap::DistillStep(const Napi::CallbackInfo& info) {
   std::vector<uint32_t> ids;
   std::vector<float> vals;
   int k = 0;
-  Napi::Value tv = o.Get("teacher");
-  if (tv.IsObject()) {
-    teacher = Napi::ObjectWrap<ModelWrap>::Unwrap(tv.As<Napi::Object>());
-    if (teacher == this) throw Napi::Error::New(env, "distillStep: the teacher must be another Model");
-    teacher->checkIdle(env);
-    if (teacher->model_->config().vocabSize != V)
-      throw Napi::RangeError::New(env, "distillStep: the teacher's vocabulary (" + std::to_string(teacher->model_->config().vocabSize) +
-                                           ") differs from the student's (" + std::to_string(V) + ")");
+  if (o.Get("teacher").IsObject()) {
+    teacher = teacherArg(env, o.Get("teacher"), "distillStep");
   } else {
     k = intField(env, o, "k", "distillStep");
     if (k <= 0 || k > V) throw Napi::RangeError::New(env, "distillStep.k must be in [1, vocab_size]");
@@ -383,7 +372,6 @@ Napi::Value ModelWrap::DistillStep(const Napi::CallbackInfo& info) {
     vals.assign(vp, vp + n * k);
   }
   busy_ = true;
-  if (teacher) teacher->busy_ = true;
   return queued(new DistillStepWorker(env, this, teacher, std::move(rows), std::move(ids), std::move(vals), k, opt, d));
 }
 
@@ -397,17 +385,10 @@ Napi::Value ModelWrap::DistillEval(const Napi::CallbackInfo& info) {
   const int64_t n = rowTokens(env, o, "distillEval", &T);
   const int V = model_->config().vocabSize;
   TokenRows rows = readRows(env, o, n, V, "distillEval");
-  Napi::Value tv = o.Get("teacher");
-  if (!tv.IsObject()) throw Napi::TypeError::New(env, "distillEval.teacher must be a Model");
-  ModelWrap* teacher = Napi::ObjectWrap<ModelWrap>::Unwrap(tv.As<Napi::Object>());
-  if (teacher == this) throw Napi::Error::New(env, "distillEval: the teacher must be another Model");
-  teacher->checkIdle(env);
-  if (teacher->model_->config().vocabSize != V)
-    throw Napi::RangeError::New(env, "distillEval: the teacher's vocabulary differs from the student's");
+  ModelWrap* teacher = teacherArg(env, o.Get("teacher"), "distillEval");
   const float tau = float(numberFieldOr(env, o, "temperature", 1.0, "distillEval"));
   if (!(tau > 0)) throw Napi::RangeError::New(env, "distillEval.temperature must be > 0");
   busy_ = true;
-  teacher->busy_ = true;
   return queued(new DistillEvalWorker(env, this, teacher, std::move(rows), T, tau));
 }
 

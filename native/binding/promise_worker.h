@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include <atomic>
+#include <vector>
 
 #include "model_wrap.h"
 
@@ -41,6 +42,40 @@ class PromiseWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   Napi::ObjectReference owner_;
   std::atomic<bool>* busy_;
+};
+
+// Forward passes that are not training steps (evaluation, scoring, reference log-probs) must not feed the FP8
+// delayed-scaling amaxes of the next step: the guard restores them when its scope ends, by return or throw.
+class Fp8AmaxGuard {
+ public:
+  explicit Fp8AmaxGuard(ko::Model& m) : m_(m), saved_(m.fp8State().amaxCur) {}
+  ~Fp8AmaxGuard() { m_.fp8State().amaxCur = std::move(saved_); }
+  Fp8AmaxGuard(const Fp8AmaxGuard&) = delete;
+  Fp8AmaxGuard& operator=(const Fp8AmaxGuard&) = delete;
+
+ private:
+  ko::Model& m_;
+  std::vector<float> saved_;
+};
+
+// A second Model (the distillation teacher) that a worker reads: kept alive and marked busy from the call on
+// the main thread until the worker finishes, so no other call can run on it meanwhile.
+class TeacherLease {
+ public:
+  explicit TeacherLease(ModelWrap* t) : t_(t) {
+    if (t_) {
+      ref_ = Napi::Persistent(t_->Value());
+      t_->busy_ = true;
+    }
+  }
+  ~TeacherLease() {
+    if (t_) t_->busy_ = false;  // workers are destroyed on the main thread, after OnOK/OnError
+  }
+  ModelWrap* get() const { return t_; }
+
+ private:
+  ModelWrap* t_;
+  Napi::ObjectReference ref_;
 };
 
 }  // namespace kob
