@@ -278,8 +278,9 @@ function loadTeacher(ctx: RunnerContext): { net: NativeModel; dir: string } {
   return { net: t.net, dir };
 }
 
-// The teacher's top-k logits of every window, computed once (teacher then freed) and kept in an Arrow file.
-async function teacherTopk(ctx: RunnerContext, teacher: NativeModel, dir: string, data: TokenData, sampler: WindowSampler, k: number) {
+// The teacher's top-k logits of every window, computed once and kept in an Arrow file; the teacher is loaded
+// only when that file is missing or stale, and not kept.
+async function teacherTopk(ctx: RunnerContext, dir: string, data: TokenData, sampler: WindowSampler, k: number) {
   const T = ctx.cfg.train.seq_len;
   const file = path.join(ctx.cfg.run.out_dir, 'data', `teacher-top${k}.arrow`);
   const key = `${path.resolve(dir)}|k=${k}|T=${T}|windows=${sampler.numWindows}`;
@@ -289,6 +290,7 @@ async function teacherTopk(ctx: RunnerContext, teacher: NativeModel, dir: string
       return { ids: t.getChild('ids')!.toArray() as Uint32Array, logits: t.getChild('logits')!.toArray() as Float32Array };
     ctx.log(`${file}: made for another teacher or data; recomputing`);
   }
+  const teacher = loadTeacher(ctx).net;
   const n = sampler.numWindows;
   const ids = new Uint32Array(n * T * k), logits = new Float32Array(n * T * k);
   const t0 = Date.now();
@@ -320,11 +322,12 @@ export async function distillRunner(
   const { cfg, net } = ctx;
   const T = cfg.train.seq_len, rowsPerStep = cfg.train.batch_size * cfg.train.grad_accum;
   const { alpha, temperature, top_k: k } = cfg.train.distill;
-  const teacher = loadTeacher(ctx);
-  let top: { ids: Uint32Array; logits: Float32Array } | null = null;
-  if (k > 0) top = await teacherTopk(ctx, teacher.net, teacher.dir, data, sampler, k);
+  // On the fly the teacher stays beside the student; with top-k it is loaded only to fill the logits file
+  // and, for the held-out KL, during an evaluation.
+  const teacher = k > 0 ? null : loadTeacher(ctx);
+  const top = k > 0 ? await teacherTopk(ctx, cfg.train.distill.teacher!, data, sampler, k) : null;
   return {
-    describe: `${data.source}: ${sampler.numWindows} windows of ${T + 1} tokens; teacher ${teacher.dir} ` +
+    describe: `${data.source}: ${sampler.numWindows} windows of ${T + 1} tokens; teacher ${cfg.train.distill.teacher} ` +
       `(${top ? `top-${k} logits from a shard` : 'logits on the fly'}), alpha ${alpha}, temperature ${temperature}`,
     numExamples: sampler.numWindows,
     async step(o) {
@@ -340,7 +343,7 @@ export async function distillRunner(
         }
         r = await net.distillStep({ ...o, ...rows, alpha, temperature, topIds, topLogits, k });
       } else {
-        r = await net.distillStep({ ...o, ...rows, alpha, temperature, teacher: teacher.net });
+        r = await net.distillStep({ ...o, ...rows, alpha, temperature, teacher: teacher!.net });
       }
       return { loss: r.loss, gradNorm: r.gradNorm, tokens: r.tokens, extra: { kl: r.kl, ce: r.ce } };
     },
@@ -348,7 +351,7 @@ export async function distillRunner(
     async evaluate() {
       const ce = await evaluate();
       if (ce === null || !valRows) return null;
-      const d = await net.distillEval({ ...valRows, seqLen: T, teacher: teacher.net, temperature: 1 });
+      const d = await net.distillEval({ ...valRows, seqLen: T, teacher: (teacher ?? loadTeacher(ctx)).net, temperature: 1 });
       return { loss: ce, extra: { eval_kl: d.kl / Math.max(1, d.count) } };
     },
   };
