@@ -5,26 +5,11 @@
 #include <vector>
 
 #include "check.h"
+#include "model_fixtures.h"
 #include "model.h"
 #include "rng.h"
 
 using namespace ko;
-
-static ModelConfig decodeConfig(ModelType t) {
-  ModelConfig c;
-  c.type = t;
-  c.vocabSize = 41;
-  c.hiddenSize = 24;
-  c.numLayers = 2;
-  c.numHeads = 4;
-  c.numKvHeads = 2;
-  c.headDim = t == ModelType::Qwen3 ? 8 : 6;  // Qwen3: Hq*D != hidden
-  c.intermediateSize = 40;
-  c.ropeTheta = 10000.f;
-  c.rmsNormEps = 1e-5f;
-  c.tieWordEmbeddings = t == ModelType::Qwen3;
-  return c;
-}
 
 static std::vector<uint32_t> randomSeq(int n, int V, uint64_t seed) {
   Rng r(seed);
@@ -42,7 +27,7 @@ static std::vector<float> forwardLogits(Model& m, const std::vector<uint32_t>& s
 }
 
 static void batchedDecodeMatches(ModelType t) {
-  ModelConfig c = decodeConfig(t);
+  ModelConfig c = kotest::gqaTestConfig(t, 41);
   const int V = c.vocabSize;
   std::vector<float> p(paramCount(c));
   initParams(c, p.data(), 9, 0.2f);
@@ -116,7 +101,7 @@ KO_TEST(model, decode_batch_qwen3_matches_forward) { batchedDecodeMatches(ModelT
 
 // Every malformed call is an InputError naming the problem, raised before anything is written.
 KO_TEST(model, decode_batch_rejects_bad_rows) {
-  ModelConfig c = decodeConfig(ModelType::Llama);
+  ModelConfig c = kotest::gqaTestConfig(ModelType::Llama, 41);
   const int V = c.vocabSize;
   std::vector<float> p(paramCount(c));
   initParams(c, p.data(), 9, 0.2f);

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "check.h"
+#include "model_fixtures.h"
 #include "lora.h"
 #include "model.h"
 #include "rng.h"
@@ -13,31 +14,6 @@ using namespace ko;
 
 static const std::vector<std::string> kAllTargets = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                                                      "gate_proj", "up_proj", "down_proj"};
-
-static ModelConfig loraConfig(ModelType t) {
-  ModelConfig c;
-  c.type = t;
-  c.vocabSize = 32;
-  c.hiddenSize = 16;
-  c.numLayers = 2;
-  c.numHeads = 2;
-  c.numKvHeads = 1;
-  c.headDim = 8;
-  c.intermediateSize = 24;
-  c.rmsNormEps = 1e-5f;
-  c.tieWordEmbeddings = t == ModelType::Qwen3;
-  return c;
-}
-
-static void randomBatch(std::vector<uint32_t>& in, std::vector<int32_t>& tg, int n, int V, uint64_t seed) {
-  Rng r(seed);
-  in.resize(n);
-  tg.resize(n);
-  for (int i = 0; i < n; i++) {
-    in[i] = uint32_t(r.next() % V);
-    tg[i] = int32_t(r.next() % V);
-  }
-}
 
 // Both A and B nonzero, so each of dA = s·Bᵀ·G and dB = s·G·Aᵀ is exercised.
 static std::vector<float> randomAdapter(size_t n, uint64_t seed, float std) {
@@ -50,7 +26,7 @@ static std::vector<float> randomAdapter(size_t n, uint64_t seed, float std) {
 // dLoss/d(adapter entry) by central differences (re-merge, forward) against loraGradients, on the entries of
 // A and of B with the largest analytic gradient in every site, plus one random direction over the whole adapter.
 static void loraGradCheck(ModelType t) {
-  const ModelConfig c = loraConfig(t);
+  const ModelConfig c = kotest::narrowTestConfig(t, 32);
   const int rank = 3;
   const float scale = 5.f / rank;  // alpha 5: a missing or doubled scale factor shows
   const auto sites = loraSites(c, kAllTargets, rank);
@@ -64,7 +40,7 @@ static void loraGradCheck(ModelType t) {
   const int B = 2, T = 6;
   std::vector<uint32_t> in;
   std::vector<int32_t> tg;
-  randomBatch(in, tg, B * T, c.vocabSize, 3);
+  kotest::randomTokens(in, tg, B * T, c.vocabSize, 3);
   tg[5] = -1;
   Model m(c, params.data());
   TrainStepOptions o;
@@ -123,7 +99,7 @@ KO_TEST(model, lora_llama_gradients_match_finite_differences) { loraGradCheck(Mo
 KO_TEST(model, lora_qwen3_gradients_match_finite_differences) { loraGradCheck(ModelType::Qwen3); }
 
 KO_TEST(model, lora_merge_matches_loops) {
-  const ModelConfig c = loraConfig(ModelType::Qwen3);
+  const ModelConfig c = kotest::narrowTestConfig(ModelType::Qwen3, 32);
   const int rank = 4;
   const float scale = 0.75f;
   const auto sites = loraSites(c, {"down_proj", "q_proj", "up_proj", "v_proj"}, rank);
@@ -153,7 +129,7 @@ KO_TEST(model, lora_merge_matches_loops) {
 
 // Sites come in layout order whatever the order of `targets`, each A [rank, in] then B [out, rank], packed.
 KO_TEST(model, lora_sites_layout) {
-  const ModelConfig c = loraConfig(ModelType::Llama);
+  const ModelConfig c = kotest::narrowTestConfig(ModelType::Llama, 32);
   const int rank = 2;
   const auto sites = loraSites(c, {"v_proj", "gate_proj", "q_proj", "v_proj"}, rank);
   KO_CHECK(sites.size() == 6);
@@ -173,7 +149,7 @@ KO_TEST(model, lora_sites_layout) {
 
 // From loraInit (B = 0) the merged weights are W0 exactly; a step then moves only the adapted tensors.
 KO_TEST(model, lora_train_step_changes_only_adapted_tensors) {
-  const ModelConfig c = loraConfig(ModelType::Llama);
+  const ModelConfig c = kotest::narrowTestConfig(ModelType::Llama, 32);
   const auto layout = paramLayout(c);
   LoraState lora;
   lora.rank = 4;
@@ -205,7 +181,7 @@ KO_TEST(model, lora_train_step_changes_only_adapted_tensors) {
 
   std::vector<uint32_t> in;
   std::vector<int32_t> tg;
-  randomBatch(in, tg, 2 * 2 * 5, c.vocabSize, 6);
+  kotest::randomTokens(in, tg, 2 * 2 * 5, c.vocabSize, 6);
   TrainStepOptions o;
   o.batchSize = 2;
   o.seqLen = 5;
@@ -249,7 +225,7 @@ KO_TEST(model, lora_train_step_changes_only_adapted_tensors) {
 }
 
 KO_TEST(model, lora_rejects_bad_targets_and_rank) {
-  const ModelConfig c = loraConfig(ModelType::Llama);
+  const ModelConfig c = kotest::narrowTestConfig(ModelType::Llama, 32);
   auto message = [&](const std::vector<std::string>& targets, int rank) -> std::string {
     try {
       loraSites(c, targets, rank);

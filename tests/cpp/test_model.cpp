@@ -5,36 +5,14 @@
 #include <vector>
 
 #include "check.h"
+#include "model_fixtures.h"
 #include "model.h"
 #include "rng.h"
 
 using namespace ko;
+using kotest::randomTokens;
 
-static ModelConfig tinyConfig(ModelType t) {
-  ModelConfig c;
-  c.type = t;
-  c.vocabSize = 37;
-  c.hiddenSize = 24;
-  c.numLayers = 2;
-  c.numHeads = 4;
-  c.numKvHeads = 2;
-  c.headDim = t == ModelType::Qwen3 ? 8 : 6;  // Qwen3: Hq*D != hidden, to catch layout mistakes
-  c.intermediateSize = 40;
-  c.ropeTheta = 10000.f;
-  c.rmsNormEps = 1e-5f;
-  c.tieWordEmbeddings = t == ModelType::Qwen3;
-  return c;
-}
-
-static void randomTokens(std::vector<uint32_t>& in, std::vector<int32_t>& tg, int n, int V, uint64_t seed) {
-  Rng r(seed);
-  in.resize(n);
-  tg.resize(n);
-  for (int i = 0; i < n; i++) {
-    in[i] = uint32_t(r.next() % V);
-    tg[i] = int32_t(r.next() % V);
-  }
-}
+static ModelConfig tinyConfig(ModelType t) { return kotest::gqaTestConfig(t, 37); }
 
 // d/dh L(p + h u) at h = 0 by central differences in float32 vs the analytic gradient projected on u.
 static void directionalGradCheck(ModelType t) {

@@ -5,26 +5,12 @@
 #include <vector>
 
 #include "check.h"
+#include "model_fixtures.h"
 #include "model.h"
 #include "post_train.h"
 #include "rng.h"
 
 using namespace ko;
-
-static ModelConfig postConfig() {
-  ModelConfig c;
-  c.type = ModelType::Llama;
-  c.vocabSize = 29;
-  c.hiddenSize = 16;
-  c.numLayers = 2;
-  c.numHeads = 2;
-  c.numKvHeads = 1;
-  c.headDim = 8;
-  c.intermediateSize = 24;
-  c.ropeTheta = 10000.f;
-  c.rmsNormEps = 1e-5f;
-  return c;
-}
 
 static std::vector<float> postParams(const ModelConfig& c, uint64_t seed) {
   std::vector<float> p(paramCount(c));
@@ -72,7 +58,7 @@ static double dpoLossAt(Model& m, const std::vector<uint32_t>& in, const std::ve
 }
 
 KO_TEST(model, dpo_step_gradient_matches_finite_differences) {
-  ModelConfig c = postConfig();
+  ModelConfig c = kotest::narrowTestConfig(ModelType::Llama, 29);
   std::vector<float> p = postParams(c, 5), g(p.size()), m(p.size()), v(p.size());
   const int P = 2, T = 6;
   Rng r(9);
@@ -173,7 +159,7 @@ KO_TEST(model, distill_logit_gradient_matches_finite_differences) {
 }
 
 KO_TEST(model, distill_step_gradient_matches_finite_differences) {
-  ModelConfig c = postConfig();
+  ModelConfig c = kotest::narrowTestConfig(ModelType::Llama, 29);
   std::vector<float> ps = postParams(c, 3), pt = postParams(c, 4), g(ps.size()), m(ps.size()), v(ps.size());
   const int B = 2, T = 5;
   Rng r(33);
@@ -219,7 +205,7 @@ KO_TEST(model, distill_step_gradient_matches_finite_differences) {
 // Two examples packed into one row (positions restart at the second) give the same per-token losses and the
 // same gradients as the examples run as separate rows.
 KO_TEST(model, packed_rows_match_separate_examples) {
-  ModelConfig c = postConfig();
+  ModelConfig c = kotest::narrowTestConfig(ModelType::Llama, 29);
   std::vector<float> p = postParams(c, 8), gPacked(p.size(), 0.f), gSep(p.size(), 0.f);
   const int T = 8, n1 = 3, n2 = 5;
   Rng r(4);
@@ -261,7 +247,7 @@ KO_TEST(model, packed_rows_match_separate_examples) {
 }
 
 KO_TEST(model, weighted_backward_matches_scaled_losses) {
-  ModelConfig c = postConfig();
+  ModelConfig c = kotest::narrowTestConfig(ModelType::Llama, 29);
   std::vector<float> p = postParams(c, 12), gW(p.size(), 0.f), gRef(p.size(), 0.f);
   const int B = 2, T = 4;
   Rng r(6);
