@@ -145,7 +145,7 @@ export function extendByteLevelBpe(base: TokenizerJson, pieces: string[], add: n
         keys.push(key);
       }
       if (!vocab.has(a + b)) {
-        vocab.set(a + b, -1); // a placeholder so the check below sees the token; its id is set on success
+        vocab.set(a + b, nextId + tokens.length); // the id it keeps if the check below passes
         tokens.push(a + b);
       }
     }
@@ -159,11 +159,9 @@ export function extendByteLevelBpe(base: TokenizerJson, pieces: string[], add: n
       continue;
     }
     for (const k of keys) newMerges.push(k.split(' ') as MergeEntry);
-    for (const t of tokens) {
-      vocab.set(t, nextId++);
-      stats.added++;
-      if (t !== target) stats.intermediates++;
-    }
+    nextId += tokens.length;
+    stats.added += tokens.length;
+    stats.intermediates += tokens.filter((t) => t !== target).length;
     stats.pieces++;
   }
   json.model.vocab = Object.fromEntries(vocab);
